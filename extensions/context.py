@@ -47,6 +47,10 @@ class MonorepoContext(ContextHook):
             ecs_base_image=f"python:{python}-slim",
             lambda_base_image=f"public.ecr.aws/lambda/python:{python}{arch_suffix}",
         )
+        # Deploy targets (issue 3): the docker --platform matching the Lambda architecture.
+        context["lambda_platform"] = (
+            "linux/arm64" if context.get("lambda_architecture") == "arm64" else "linux/amd64"
+        )
 
 
 def dist_name(package: str) -> str:

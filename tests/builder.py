@@ -295,7 +295,7 @@ def build(
     proc = _run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
     if proc.returncode != 0:
         raise AssertionError(f"build failed ({' '.join(cmd)}):\n{proc.stdout[-6000:]}")
-    steps = [l for l in proc.stdout.splitlines() if l.startswith("STEP ")]
+    steps = [l for l in proc.stdout.splitlines() if "STEP " in l and ": FROM " not in l]
     cached = proc.stdout.count("--> Using cache")
     return BuildResult(image=tag, output=proc.stdout, steps_total=len(steps), steps_cached=cached)
 
