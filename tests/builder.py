@@ -23,6 +23,9 @@ import sys
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+
+import pytest
 
 APT_PACKAGES = ["buildah", "podman", "runc", "iptables", "debootstrap", "uidmap"]
 TOOLS = ["buildah", "podman", "runc", "iptables", "debootstrap"]
@@ -251,10 +254,45 @@ def ensure_images(uv_version: str, python_version: str = PYTHON_VERSION) -> None
 
 
 def setup(uv_version: str) -> None:
-    """Everything the tier needs, idempotent; the first run on a machine takes about a minute."""
-    ensure_tools()
-    write_config()
-    ensure_images(uv_version)
+    """Everything the tier needs, idempotent; the first run on a machine takes about a minute.
+
+    Serialised with a file lock: pytest-xdist workers reach this at the same time.
+    """
+    import fcntl
+
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / "setup.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        ensure_tools()
+        write_config()
+        ensure_images(uv_version)
+
+
+def template_uv_version() -> str:
+    """The template's one uv pin (extensions/context.py), so stand-ins match the Dockerfiles."""
+    text = (Path(__file__).resolve().parents[1] / "extensions" / "context.py").read_text()
+    for line in text.splitlines():
+        if line.startswith("UV_VERSION = "):
+            return line.split("=", 1)[1].strip().strip('"')
+    raise RuntimeError("UV_VERSION not found in extensions/context.py")
+
+
+@pytest.fixture(scope="session")
+def container_builder() -> ModuleType:
+    """Set up the builder tier once per session; skip with the reason, but never in CI."""
+    reason = None
+    if sys.platform != "linux":
+        reason = f"container tier needs Linux with buildah/podman, not {sys.platform}"
+    else:
+        try:
+            setup(template_uv_version())
+        except (BuilderUnavailable, subprocess.CalledProcessError, OSError) as err:
+            reason = f"container tier setup failed: {err}"
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason} (CI must run the container tier)")
+        pytest.skip(reason)
+    return sys.modules[__name__]
 
 
 # --------------------------------------------------------------------------- build/run

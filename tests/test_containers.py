@@ -1,0 +1,307 @@
+"""Container tier: the generated Dockerfiles built by a real builder, the results run.
+
+buildah/podman build the rendered repo exactly as a team would (`--pull=never` against local
+stand-ins of the pinned base images, see builder.py), then the artifacts are run: the ECS
+tarball extracted elsewhere, the runtime image fetching it from a directory and from S3 (moto's
+server), the Lambda image invoked with an event.
+
+Rendered with python_version=3.11 (the stand-in images carry Debian bookworm's Python) and
+lambda_architecture=x86_64: this machine cannot run arm64 images.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tarfile
+import uuid
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from builder import container_builder  # noqa: F401  (session fixture)
+from conftest import run
+
+pytestmark = [pytest.mark.slow, pytest.mark.containers]
+
+PREFIX = "nt"
+API, INGESTION = f"{PREFIX}_api", f"{PREFIX}_ingestion"
+# Both layouts, and both artifact namings across them.
+VARIANTS = {
+    "shared": {"workspace_layout": "shared", "artifact_naming": "flat"},
+    "independent": {"workspace_layout": "independent", "artifact_naming": "nested"},
+}
+# package_prefix stays at its default ("nt"): passed with data=, it reaches the context hook
+# before project_name exists (KeyError in extensions/context.py).
+CONTAINER_ANSWERS = {"python_version": "3.11", "lambda_architecture": "x86_64"}
+S3_EVENT = {"Records": [{"s3": {"bucket": {"name": "landing"}, "object": {"key": "in/a.csv"}}}]}
+
+
+def artifact_name(naming: str, package: str, version: str) -> str:
+    return f"{package}/venv_{version}.tar.gz" if naming == "nested" else f"{package}__venv_{version}.tar.gz"
+
+
+@pytest.fixture(scope="module", params=list(VARIANTS))
+def variant(request) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def project(variant: str, make_project) -> Path:
+    return make_project(**CONTAINER_ANSWERS, **VARIANTS[variant])
+
+
+@pytest.fixture(scope="module")
+def tag(variant: str) -> str:
+    return f"localhost/cumt-{variant}"
+
+
+@pytest.fixture(scope="module")
+def venv_dist(project: Path, variant: str, container_builder: ModuleType, tmp_path_factory) -> Path:
+    """dist/ with <prefix>_api's tarball at 0.3.1, plus one at the package's own version."""
+    dist = tmp_path_factory.mktemp(f"dist-{variant}")
+    for args in ({"PACKAGE_VERSION": "0.3.1"}, {}):
+        container_builder.build(
+            project, "docker/Dockerfile.venv", build_args={"PACKAGE_NAME": API, **args}, output=dist
+        )
+    # buildah writes the output directory 0700; the runtime image reads it as uid 10001.
+    for path in [dist, *dist.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return dist
+
+
+# --------------------------------------------------------------------------- lint
+
+
+@pytest.mark.parametrize("answers", [
+    {"workspace_layout": "shared"},
+    {"workspace_layout": "independent", "artifact_naming": "nested", "lambda_architecture": "arm64"},
+], ids=["shared", "independent-nested-arm64"])
+def test_rendered_dockerfiles_pass_hadolint(render, answers) -> None:
+    repo = render(**answers)
+    dockerfiles = sorted((repo / "docker").glob("Dockerfile.*"))
+    assert [p.name for p in dockerfiles] == ["Dockerfile.lambda", "Dockerfile.runtime", "Dockerfile.venv"]
+    hadolint = Path(sys.executable).with_name("hadolint")
+    result = run([str(hadolint), "--no-color", *map(str, dockerfiles)], cwd=repo, check=False)
+    assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
+
+
+def test_pins_are_exact_and_dockerignore_keeps_contexts_clean(render) -> None:
+    repo = render(lambda_architecture="arm64", python_version="3.12")
+    froms = [
+        line.split()[1]
+        for path in (repo / "docker").glob("Dockerfile.*")
+        for line in path.read_text().splitlines()
+        if line.startswith("FROM ")
+    ]
+    external = {image for image in froms if ":" in image}
+    assert external == {
+        "ghcr.io/astral-sh/uv:0.13.8",
+        "python:3.12-slim",
+        "public.ecr.aws/lambda/python:3.12-arm64",
+    }
+    assert not any(image.endswith(":latest") for image in froms)
+    ignored = set((repo / ".dockerignore").read_text().split())
+    assert {".git", ".venv", "**/.venv", "dist", "**/__pycache__", ".env"} <= ignored
+
+
+def test_target_files_follow_deploy_targets(render) -> None:
+    ecs = render(deploy_targets=["ecs"])
+    assert sorted(p.name for p in (ecs / "docker").iterdir()) == ["Dockerfile.runtime", "Dockerfile.venv", "runtime"]
+    assert (ecs / "scripts/upload_all.py").exists()
+    lam = render(deploy_targets=["lambda"])
+    assert sorted(p.name for p in (lam / "docker").iterdir()) == ["Dockerfile.lambda"]
+    assert not (lam / "scripts/upload_all.py").exists()
+
+
+# --------------------------------------------------------------------------- ECS
+
+
+def test_venv_tarball_runs_from_another_directory(
+    venv_dist: Path, variant: str, container_builder: ModuleType
+) -> None:
+    naming = VARIANTS[variant]["artifact_naming"]
+    names = sorted(p.relative_to(venv_dist).as_posix() for p in venv_dist.rglob("*.tar.gz"))
+    assert names == [artifact_name(naming, API, "0.1.0"), artifact_name(naming, API, "0.3.1")]
+
+    tarball = venv_dist / artifact_name(naming, API, "0.3.1")
+    with tarfile.open(tarball) as tf:
+        members = tf.getnames()
+        # Local packages are real installs: no .pth (editable link) back to the build tree.
+        pth = [tf.extractfile(m).read().decode() for m in tf.getmembers() if m.name.endswith(".pth")]
+    assert not [text for text in pth if "/build" in text], pth
+    assert any(f"/{PREFIX}_common/settings.py" in m for m in members)
+    assert any(m.endswith("/bin/nt-api") for m in members)
+
+    # Built in /opt/venv; extracted and run somewhere else, in the image the venv was built on.
+    script = (
+        "set -e; mkdir -p /somewhere/else && tar -xzf /dist/$1 -C /somewhere/else;"
+        " /somewhere/else/bin/nt-api --records 2; /somewhere/else/bin/python -m nt_api --records 5"
+    )
+    out = container_builder.run(
+        "python:3.11-slim", "-c", script, "sh", artifact_name(naming, API, "0.3.1"),
+        entrypoint="/bin/sh", volumes={venv_dist: "/dist:ro"},
+    ).stdout
+    results = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert [(r["job"], r["processed"]) for r in results] == [(API, 2), (API, 5)]
+
+
+def test_runtime_image_runs_jobs_from_a_local_directory(
+    project: Path, venv_dist: Path, variant: str, tag: str, container_builder: ModuleType, tmp_path: Path
+) -> None:
+    artifacts = tmp_path / "artifacts"
+    listed = run(
+        [sys.executable, "scripts/upload_all.py", str(artifacts), "--dist", str(venv_dist)], cwd=project
+    ).stdout.split()
+    assert len(listed) == 2
+    for path in [artifacts, *artifacts.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+    image = f"{tag}-runtime"
+    container_builder.build(project, "docker/Dockerfile.runtime", tag=image)
+    assert container_builder.inspect(image)["Config"]["User"] == "10001:10001"
+
+    volumes = {artifacts: "/artifacts:ro"}
+    env = {"ARTIFACTS_URI": "/artifacts"}
+    latest = container_builder.run(image, API, "--", "--records", "4", env=env, volumes=volumes)
+    assert json.loads(latest.stdout.splitlines()[-1])["processed"] == 4
+    assert f"{API} 0.3.1 from /artifacts" in latest.stderr  # 0.3.1 > 0.1.0
+    pinned = container_builder.run(image, API, "--version", "0.1.0", env=env, volumes=volumes)
+    assert f"{API} 0.1.0 from /artifacts" in pinned.stderr
+    assert json.loads(pinned.stdout.splitlines()[-1])["job"] == API
+    uid = container_builder.run(image, "-c", "id -u", entrypoint="/bin/sh").stdout.strip()
+    assert uid == "10001"
+
+
+@pytest.fixture(scope="module")
+def moto_s3():
+    """A real S3 API on 127.0.0.1 (moto in server mode), with throwaway credentials."""
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    env = {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "eu-west-1",
+    }
+    yield env
+    server.stop()
+
+
+def test_upload_all_to_s3_then_runtime_fetches_latest(
+    project: Path, venv_dist: Path, variant: str, tag: str, moto_s3: dict, container_builder: ModuleType
+) -> None:
+    import boto3
+
+    bucket = f"artifacts-{uuid.uuid4().hex[:8]}"
+    s3 = boto3.client("s3", endpoint_url=moto_s3["AWS_ENDPOINT_URL"], region_name="eu-west-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    env = {**os.environ, **moto_s3}
+    env.pop("AWS_PROFILE", None)
+    cmd = [sys.executable, "scripts/upload_all.py", f"s3://{bucket}/venvs", "--dist", str(venv_dist)]
+
+    naming = VARIANTS[variant]["artifact_naming"]
+    expected = [artifact_name(naming, API, v) for v in ("0.1.0", "0.3.1")]
+    first = run(cmd, cwd=project, env=env)
+    assert first.stdout.split() == [f"s3://{bucket}/venvs/{name}" for name in expected]
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"])
+    assert keys == [f"venvs/{name}" for name in expected]
+
+    again = run(cmd, cwd=project, env=env, check=False)
+    assert again.returncode == 2 and "already exists" in again.stderr and not again.stdout
+    run([*cmd, "--overwrite"], cwd=project, env=env)
+
+    # The runtime image looks the newest version up by prefix in S3 (host network: moto
+    # listens on the host's loopback).
+    image = f"{tag}-runtime"
+    container_builder.build(project, "docker/Dockerfile.runtime", tag=image)
+    fetched = container_builder.run(
+        image, API, env={**moto_s3, "ARTIFACTS_URI": f"s3://{bucket}/venvs"}, network="host"
+    )
+    assert f"{API} 0.3.1 from s3://{bucket}/venvs" in fetched.stderr
+    assert json.loads(fetched.stdout.splitlines()[-1])["job"] == API
+
+
+# --------------------------------------------------------------------------- Lambda
+
+
+def test_lambda_image_answers_an_event(project: Path, tag: str, container_builder: ModuleType) -> None:
+    image = f"{tag}-lambda"
+    container_builder.build(project, "docker/Dockerfile.lambda", tag=image, build_args={"SERVICE_NAME": INGESTION})
+    assert container_builder.inspect(image)["Config"]["Cmd"] == ["lambda_function.handler"]
+
+    # The base image's entrypoint imports CMD's handler and calls it with the event.
+    answer = json.loads(container_builder.run(image, stdin=json.dumps(S3_EVENT)).stdout)
+    assert answer["statusCode"] == 200
+    assert json.loads(answer["body"])["ingested"] == ["landing/in/a.csv"]
+
+    listing = container_builder.run(
+        image, "-c",
+        "find / -xdev \\( -name '*.pth' -o -name uv -o -name uvx \\) -print;"
+        " ls /var/task; test ! -e /build && test ! -e /root/.cache/uv && echo CLEAN",
+        entrypoint="/bin/sh",
+    ).stdout.split()
+    assert listing[-1] == "CLEAN", listing
+    assert not [p for p in listing if p.endswith((".pth", "/uv", "/uvx"))], listing
+    task = set(listing[:-1])
+    assert {INGESTION, f"{PREFIX}_common", "yaml", "lambda_function.py"} <= task
+    assert "src" not in task and "tests" not in task
+
+
+def test_code_only_change_rebuilds_only_the_code_layer(
+    project: Path, variant: str, tag: str, container_builder: ModuleType, tmp_path: Path
+) -> None:
+    repo = tmp_path / "repo"
+    shutil.copytree(project, repo, symlinks=True)
+    image = f"{tag}-lambda-rebuild"
+    container_builder.build(repo, "docker/Dockerfile.lambda", tag=image, build_args={"SERVICE_NAME": INGESTION})
+    before = container_builder.layers(image)
+
+    # Unique per run: the layer cache outlives the test, and an old run must not answer for it.
+    marker = uuid.uuid4().hex
+    handler = repo / "src" / INGESTION / INGESTION / "handler.py"
+    handler.write_text(handler.read_text() + f"\nBUILD_MARKER = {marker!r}\n")
+    rebuilt = container_builder.build(
+        repo, "docker/Dockerfile.lambda", tag=image, build_args={"SERVICE_NAME": INGESTION}
+    )
+    after = container_builder.layers(image)
+
+    assert len(after) == len(before)
+    changed = [index for index, (old, new) in enumerate(zip(before, after)) if old != new]
+    assert changed == [len(after) - 1], "only the code layer (the last) may change"
+    # The third-party install step itself came from cache, not just an identical result.
+    deps_step = next(s for s in rebuilt.output.split("STEP ") if "--no-emit-local" in s.splitlines()[0])
+    assert "Using cache" in deps_step
+    out = container_builder.run(
+        image, "-c", f"from {INGESTION}.handler import BUILD_MARKER; print(BUILD_MARKER)",
+        entrypoint="/var/lang/bin/python3",
+    ).stdout.strip()
+    assert out == marker
+    container_builder.remove_image(image)
+
+
+def test_ecs_code_only_change_reuses_the_dependency_layer(
+    project: Path, container_builder: ModuleType, tmp_path: Path
+) -> None:
+    repo = tmp_path / "repo"
+    shutil.copytree(project, repo, symlinks=True)
+    args = {"PACKAGE_NAME": API, "PACKAGE_VERSION": "9.9.9"}
+    container_builder.build(repo, "docker/Dockerfile.venv", build_args=args, output=tmp_path / "d1")
+    job = repo / "src" / API / API / "job.py"
+    job.write_text(job.read_text() + f"\nBUILD_MARKER = {uuid.uuid4().hex!r}\n")
+    rebuilt = container_builder.build(repo, "docker/Dockerfile.venv", build_args=args, output=tmp_path / "d2")
+    steps = rebuilt.output.split("STEP ")
+    third_party = next(s for s in steps if "--no-install-local" in s.splitlines()[0])
+    local = next(s for s in steps if "--no-editable" in s.splitlines()[0])
+    assert "Using cache" in third_party
+    assert "Using cache" not in local
