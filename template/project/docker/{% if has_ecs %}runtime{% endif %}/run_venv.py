@@ -37,7 +37,8 @@ def _pick(names: dict[str, str], package: str, version: str | None, where: str) 
     found = {m["version"]: loc for rel, loc in names.items() if (m := pattern.match(rel))}
     if version:
         if version not in found:
-            sys.exit(f"run_venv: {package} {version} not found in {where} (have: {sorted(found) or 'none'})")
+            have = ", ".join(sorted(found, key=_version_key)) or "none"
+            sys.exit(f"run_venv: {package} {version} not found in {where} (have: {have})")
         return version, found[version]
     if not found:
         sys.exit(f"run_venv: no venv tarball for {package} in {where}")
@@ -54,7 +55,9 @@ def fetch(uri: str, package: str, version: str | None, dest: Path) -> tuple[str,
         base = f"{prefix}/" if prefix else ""
         s3 = boto3.client("s3")
         names: dict[str, str] = {}
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=base + package):
+        for page in s3.get_paginator("list_objects_v2").paginate(
+            Bucket=bucket, Prefix=base + package
+        ):
             for obj in page.get("Contents", []):
                 names[obj["Key"][len(base) :]] = obj["Key"]
         version, key = _pick(names, package, version, uri)
@@ -74,7 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("package", help="package name, e.g. nt_api")
     parser.add_argument("--version", default=os.environ.get("PACKAGE_VERSION") or None)
     argv = sys.argv[1:] if argv is None else argv
-    own, job_args = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
+    own, job_args = (
+        (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
+    )
     args = parser.parse_args(own)
     uri = os.environ.get("ARTIFACTS_URI")
     if not uri:
