@@ -15,12 +15,12 @@ Images are tagged with the exact names the Dockerfiles use; nothing is ever pull
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -198,11 +198,34 @@ def uv_image(uv_version: str) -> str:
     return f"ghcr.io/astral-sh/uv:{uv_version}"
 
 
+STANDIN_LABEL = "org.copier-uv-monorepo.stand-in"
+
+
+def _standin_digest(containerfile: str, files: dict[str, str | bytes | Path]) -> str:
+    h = hashlib.sha256(containerfile.encode())
+    for fname in sorted(files):
+        content = files[fname]
+        data = content.read_bytes() if isinstance(content, Path) else content
+        h.update(fname.encode() + (data if isinstance(data, bytes) else data.encode()))
+    return h.hexdigest()[:16]
+
+
+def _standin_is_current(name: str, digest: str) -> bool:
+    """True if the image is ours and up to date, or a real image someone pulled (use that)."""
+    if not image_exists(name):
+        return False
+    labels = inspect(name).get("Config", {}).get("Labels") or {}
+    return labels.get(STANDIN_LABEL, digest) == digest
+
+
 def _build_standin(name: str, containerfile: str, files: dict[str, str | bytes | Path]) -> None:
+    digest = _standin_digest(containerfile, files)
+    if _standin_is_current(name, digest):
+        return
     ctx = CACHE / "standin-ctx" / name.replace("/", "_").replace(":", "_")
     shutil.rmtree(ctx, ignore_errors=True)
     ctx.mkdir(parents=True)
-    (ctx / "Containerfile").write_text(containerfile)
+    (ctx / "Containerfile").write_text(f"{containerfile}LABEL {STANDIN_LABEL}={digest}\n")
     for fname, content in files.items():
         dest = ctx / fname
         if isinstance(content, Path):
@@ -211,7 +234,7 @@ def _build_standin(name: str, containerfile: str, files: dict[str, str | bytes |
             dest.write_bytes(content)
         else:
             dest.write_text(content)
-        if fname.endswith((".sh",)) or fname in ("uv", "uvx"):
+        if fname.endswith(".sh") or fname in ("uv", "uvx"):
             dest.chmod(0o755)
     _run(
         ["buildah", "bud", "--pull=never", "--layers", "-q", "-t", name, "-f", str(ctx / "Containerfile"), str(ctx)],
@@ -240,17 +263,14 @@ def ensure_images(uv_version: str, python_version: str = PYTHON_VERSION) -> None
     if not image_exists(ROOTFS_IMAGE):
         _run(["podman", "import", str(ensure_rootfs_tarball()), ROOTFS_IMAGE], stdout=subprocess.DEVNULL)
     common = {"ca-certificates.crt": HOST_CA}
-    if not image_exists(slim_image(python_version)):
-        _build_standin(slim_image(python_version), SLIM_CONTAINERFILE.format(rootfs=ROOTFS_IMAGE), common)
+    _build_standin(slim_image(python_version), SLIM_CONTAINERFILE.format(rootfs=ROOTFS_IMAGE), common)
     # x86_64 only: this machine cannot run arm64 images, so the -arm64 tag is never stood in.
-    if not image_exists(lambda_image(python_version)):
-        _build_standin(
-            lambda_image(python_version),
-            LAMBDA_CONTAINERFILE.format(rootfs=ROOTFS_IMAGE),
-            {**common, "fake_rie.py": FAKE_RIE, "lambda-entrypoint.sh": LAMBDA_ENTRYPOINT},
-        )
-    if not image_exists(uv_image(uv_version)):
-        _build_standin(uv_image(uv_version), UV_CONTAINERFILE, _uv_binaries(uv_version))
+    _build_standin(
+        lambda_image(python_version),
+        LAMBDA_CONTAINERFILE.format(rootfs=ROOTFS_IMAGE),
+        {**common, "fake_rie.py": FAKE_RIE, "lambda-entrypoint.sh": LAMBDA_ENTRYPOINT},
+    )
+    _build_standin(uv_image(uv_version), UV_CONTAINERFILE, _uv_binaries(uv_version))
 
 
 def setup(uv_version: str) -> None:
@@ -385,8 +405,3 @@ def size(image: str) -> int:
 
 def remove_image(image: str) -> None:
     _run(["podman", "rmi", "-f", image], capture_output=True, check=False)
-
-
-def list_tar(path: Path) -> list[str]:
-    with tarfile.open(path) as tf:
-        return tf.getnames()
