@@ -35,9 +35,8 @@ from copier import run_copy  # noqa: E402
 
 # Builds the whole workspace's venv the way Dockerfile.venv builds one package's, for scale.
 WHOLE_WORKSPACE_DOCKERFILE = """\
-FROM {uv_image} AS uv
 FROM python:3.11-slim AS builder
-COPY --from=uv /uv /bin/uv
+COPY --from={uv_image} /uv /bin/uv
 ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never \\
     UV_PYTHON=/usr/local/bin/python3 UV_PROJECT_ENVIRONMENT=/opt/venv
 COPY . /build/

@@ -92,19 +92,20 @@ def test_rendered_dockerfiles_pass_hadolint(render, answers) -> None:
 
 def test_pins_are_exact_and_dockerignore_keeps_contexts_clean(render) -> None:
     repo = render(lambda_architecture="arm64", python_version="3.12")
-    froms = [
-        line.split()[1]
+    images = {
+        word.split("=", 1)[-1]
         for path in (repo / "docker").glob("Dockerfile.*")
         for line in path.read_text().splitlines()
-        if line.startswith("FROM ")
-    ]
-    external = {image for image in froms if ":" in image}
+        for word in line.split()[1:2]
+        if line.startswith("FROM ") or (line.startswith("COPY --from=") and ":" in word)
+    }
+    external = {image for image in images if ":" in image}
     assert external == {
         "ghcr.io/astral-sh/uv:0.13.8",
         "python:3.12-slim",
         "public.ecr.aws/lambda/python:3.12-arm64",
     }
-    assert not any(image.endswith(":latest") for image in froms)
+    assert not any(image.endswith(":latest") for image in images)
     ignored = set((repo / ".dockerignore").read_text().split())
     assert {".git", ".venv", "**/.venv", "dist", "**/__pycache__", ".env"} <= ignored
 
