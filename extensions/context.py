@@ -39,7 +39,7 @@ class MonorepoContext(ContextHook):
         arch_suffix = "-arm64" if context.get("lambda_architecture") == "arm64" else ""
 
         context.update(
-            project_slug=slugify(context["project_name"]),
+            project_slug=slugify(context.get("project_name", "")),
             common_pkg=f"{prefix}_common",
             api_pkg=f"{prefix}_api",
             ingestion_pkg=f"{prefix}_ingestion",

@@ -77,10 +77,11 @@ def copier_operation() -> str:
 def from_repo(external_data: Any, key: str, kind: str) -> Any:
     """An answer of the repo a package is added to; "" for the project kind.
 
-    Only the package kind reads the repo's answers file: Copier warns when it is missing, as
-    it always is when a project is first generated.
+    Only the package kind's copy reads the repo's answers file: Copier warns when it is
+    missing, as it always is when a project is first generated, and while an update replays a
+    package alone in a scratch folder (where the stored answers apply anyway).
     """
-    if kind != "package":
+    if kind != "package" or copier_operation() != "copy":
         return ""
     return (external_data["repo"] or {}).get(key, "")
 
