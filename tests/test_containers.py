@@ -35,9 +35,7 @@ VARIANTS = {
     "shared": {"workspace_layout": "shared", "artifact_naming": "flat"},
     "independent": {"workspace_layout": "independent", "artifact_naming": "nested"},
 }
-# package_prefix stays at its default ("nt"): passed with data=, it reaches the context hook
-# before project_name exists (KeyError in extensions/context.py).
-CONTAINER_ANSWERS = {"python_version": "3.11", "lambda_architecture": "x86_64"}
+CONTAINER_ANSWERS = {"python_version": "3.11", "lambda_architecture": "x86_64", "package_prefix": PREFIX}
 S3_EVENT = {"Records": [{"s3": {"bucket": {"name": "landing"}, "object": {"key": "in/a.csv"}}}]}
 
 
