@@ -304,3 +304,35 @@ def test_ecs_code_only_change_reuses_the_dependency_layer(
     local = next(s for s in steps if "--no-editable" in s.splitlines()[0])
     assert "Using cache" in third_party
     assert "Using cache" not in local
+
+
+# --------------------------------------------------------------------------- added packages
+
+
+def test_packages_added_later_build_with_the_same_dockerfiles(
+    project: Path, tag: str, container_builder: ModuleType, tmp_path: Path
+) -> None:
+    """The Dockerfiles are generic: packages from the package kind need no edit to ship."""
+    from conftest import copy_template, git_commit_all
+
+    repo = tmp_path / "repo"
+    shutil.copytree(project, repo, symlinks=True)
+    git_commit_all(repo, "generated")
+    for name, package_type in (("reports", "ecs"), ("webhook", "lambda")):
+        copy_template(repo, tasks=True, template_kind="package", package_name=name, package_type=package_type)
+
+    dist = tmp_path / "dist"
+    container_builder.build(repo, "docker/Dockerfile.venv", build_args={"PACKAGE_NAME": f"{PREFIX}_reports"}, output=dist)
+    (tarball,) = [p.relative_to(dist).as_posix() for p in dist.rglob("*.tar.gz")]
+    dist.chmod(0o755)
+    out = container_builder.run(
+        "python:3.11-slim", "-c", "mkdir /job && tar -xzf /dist/$1 -C /job && /job/bin/python -m nt_reports",
+        "sh", tarball, entrypoint="/bin/sh", volumes={dist: "/dist:ro"},
+    ).stdout
+    assert json.loads(out.splitlines()[-1]) == {"job": f"{PREFIX}_reports", "status": "ok"}
+
+    image = f"{tag}-webhook"
+    container_builder.build(repo, "docker/Dockerfile.lambda", tag=image, build_args={"SERVICE_NAME": f"{PREFIX}_webhook"})
+    answer = json.loads(container_builder.run(image, stdin=json.dumps({"detail": 1})).stdout)
+    assert answer == {"statusCode": 200, "body": json.dumps({"received": ["detail"]})}
+    container_builder.remove_image(image)
