@@ -73,18 +73,30 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         repo = Path(tmp) / "repo"
         run_copy(
-            str(ROOT), repo, defaults=True, unsafe=True, vcs_ref="HEAD", quiet=True,
-            data={"python_version": "3.11", "lambda_architecture": "x86_64", "workspace_layout": args.layout},
+            str(ROOT),
+            repo,
+            defaults=True,
+            unsafe=True,
+            vcs_ref="HEAD",
+            quiet=True,
+            data={
+                "python_version": "3.11",
+                "lambda_architecture": "x86_64",
+                "workspace_layout": args.layout,
+            },
         )
         api, ingestion = "nt_api", "nt_ingestion"
 
         dist = Path(tmp) / "dist"
         venv_args = {"PACKAGE_NAME": api, "PACKAGE_VERSION": "0.0.0"}
-        first_venv = timed_build(repo, "docker/Dockerfile.venv", build_args=venv_args, output=dist,
-                                 extra=["--no-cache"])
+        first_venv = timed_build(
+            repo, "docker/Dockerfile.venv", build_args=venv_args, output=dist, extra=["--no-cache"]
+        )
         api_tarball = next(dist.rglob("*.tar.gz")).stat().st_size
         touch_code(repo / "src" / api / api / "job.py")
-        rebuild_venv = timed_build(repo, "docker/Dockerfile.venv", build_args=venv_args, output=Path(tmp) / "dist2")
+        rebuild_venv = timed_build(
+            repo, "docker/Dockerfile.venv", build_args=venv_args, output=Path(tmp) / "dist2"
+        )
 
         whole = ""
         if args.layout == "shared":
@@ -99,18 +111,28 @@ def main() -> int:
 
         image = f"localhost/bench-lambda-{args.layout}"
         lambda_args = {"SERVICE_NAME": ingestion}
-        first_lambda = timed_build(repo, "docker/Dockerfile.lambda", tag=image, build_args=lambda_args,
-                                   extra=["--no-cache"])
+        first_lambda = timed_build(
+            repo,
+            "docker/Dockerfile.lambda",
+            tag=image,
+            build_args=lambda_args,
+            extra=["--no-cache"],
+        )
         above_base = builder.size(image) - builder.size(builder.lambda_image())
         touch_code(repo / "src" / ingestion / ingestion / "handler.py")
-        rebuild_lambda = timed_build(repo, "docker/Dockerfile.lambda", tag=image, build_args=lambda_args)
+        rebuild_lambda = timed_build(
+            repo, "docker/Dockerfile.lambda", tag=image, build_args=lambda_args
+        )
         builder.remove_image(image)
 
     print(f"layout: {args.layout}")
     print(f"tarball  {api} venv tarball: {kib(api_tarball)}{whole}")
     print(f"lambda   {ingestion} image above its base: {kib(above_base)}")
-    print(f"build    ECS tarball: first {first_venv:5.1f} s, code-only rebuild {rebuild_venv:5.1f} s")
-    print(f"build    Lambda image: first {first_lambda:5.1f} s, code-only rebuild {rebuild_lambda:5.1f} s")
+    for what, first, rebuild in (
+        ("ECS tarball", first_venv, rebuild_venv),
+        ("Lambda image", first_lambda, rebuild_lambda),
+    ):
+        print(f"build    {what}: first {first:5.1f} s, code-only rebuild {rebuild:5.1f} s")
     return 0
 
 

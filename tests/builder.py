@@ -119,7 +119,13 @@ def ensure_rootfs_tarball() -> Path:
     target = CACHE / "rootfs-build"
     shutil.rmtree(target, ignore_errors=True)
     subprocess.run(
-        ["debootstrap", "--variant=minbase", "--include=python3,ca-certificates", "bookworm", str(target)],
+        [
+            "debootstrap",
+            "--variant=minbase",
+            "--include=python3,ca-certificates",
+            "bookworm",
+            str(target),
+        ],
         check=True,
         stdout=subprocess.DEVNULL,
     )
@@ -237,7 +243,18 @@ def _build_standin(name: str, containerfile: str, files: dict[str, str | bytes |
         if fname.endswith(".sh") or fname in ("uv", "uvx"):
             dest.chmod(0o755)
     _run(
-        ["buildah", "bud", "--pull=never", "--layers", "-q", "-t", name, "-f", str(ctx / "Containerfile"), str(ctx)],
+        [
+            "buildah",
+            "bud",
+            "--pull=never",
+            "--layers",
+            "-q",
+            "-t",
+            name,
+            "-f",
+            str(ctx / "Containerfile"),
+            str(ctx),
+        ],
         stdout=subprocess.DEVNULL,
     )
 
@@ -248,8 +265,18 @@ def _uv_binaries(uv_version: str) -> dict[str, Path]:
     if not (target / "bin" / "uv").exists():
         shutil.rmtree(target, ignore_errors=True)
         subprocess.run(
-            ["uv", "pip", "install", "--quiet", "--no-deps", "--python", sys.executable,
-             "--target", str(target), f"uv=={uv_version}"],
+            [
+                "uv",
+                "pip",
+                "install",
+                "--quiet",
+                "--no-deps",
+                "--python",
+                sys.executable,
+                "--target",
+                str(target),
+                f"uv=={uv_version}",
+            ],
             check=True,
         )
     bins = {name: target / "bin" / name for name in ("uv", "uvx")}
@@ -261,9 +288,14 @@ def _uv_binaries(uv_version: str) -> dict[str, Path]:
 
 def ensure_images(uv_version: str, python_version: str = PYTHON_VERSION) -> None:
     if not image_exists(ROOTFS_IMAGE):
-        _run(["podman", "import", str(ensure_rootfs_tarball()), ROOTFS_IMAGE], stdout=subprocess.DEVNULL)
+        _run(
+            ["podman", "import", str(ensure_rootfs_tarball()), ROOTFS_IMAGE],
+            stdout=subprocess.DEVNULL,
+        )
     common = {"ca-certificates.crt": HOST_CA}
-    _build_standin(slim_image(python_version), SLIM_CONTAINERFILE.format(rootfs=ROOTFS_IMAGE), common)
+    _build_standin(
+        slim_image(python_version), SLIM_CONTAINERFILE.format(rootfs=ROOTFS_IMAGE), common
+    )
     # x86_64 only: this machine cannot run arm64 images, so the -arm64 tag is never stood in.
     _build_standin(
         lambda_image(python_version),
@@ -353,7 +385,7 @@ def build(
     proc = _run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
     if proc.returncode != 0:
         raise AssertionError(f"build failed ({' '.join(cmd)}):\n{proc.stdout[-6000:]}")
-    steps = [l for l in proc.stdout.splitlines() if "STEP " in l and ": FROM " not in l]
+    steps = [line for line in proc.stdout.splitlines() if "STEP " in line and ": FROM " not in line]
     cached = proc.stdout.count("--> Using cache")
     return BuildResult(image=tag, output=proc.stdout, steps_total=len(steps), steps_cached=cached)
 
@@ -385,7 +417,9 @@ def run(
     cmd += [image, *args]
     proc = _run(cmd, input=stdin, capture_output=True, check=False)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+        raise AssertionError(
+            f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+        )
     return proc
 
 

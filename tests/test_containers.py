@@ -15,16 +15,18 @@ import json
 import os
 import shutil
 import socket
-import subprocess
 import sys
 import tarfile
 import uuid
 from pathlib import Path
 from types import ModuleType
 
+import builder
 import pytest
-from builder import container_builder  # noqa: F401  (session fixture)
 from conftest import run
+
+# The builder tier's session fixture (installs and sets up buildah/podman once per run).
+container_builder = builder.container_builder
 
 pytestmark = [pytest.mark.slow, pytest.mark.containers]
 
@@ -35,12 +37,20 @@ VARIANTS = {
     "shared": {"workspace_layout": "shared", "artifact_naming": "flat"},
     "independent": {"workspace_layout": "independent", "artifact_naming": "nested"},
 }
-CONTAINER_ANSWERS = {"python_version": "3.11", "lambda_architecture": "x86_64", "package_prefix": PREFIX}
+CONTAINER_ANSWERS = {
+    "python_version": "3.11",
+    "lambda_architecture": "x86_64",
+    "package_prefix": PREFIX,
+}
 S3_EVENT = {"Records": [{"s3": {"bucket": {"name": "landing"}, "object": {"key": "in/a.csv"}}}]}
 
 
 def artifact_name(naming: str, package: str, version: str) -> str:
-    return f"{package}/venv_{version}.tar.gz" if naming == "nested" else f"{package}__venv_{version}.tar.gz"
+    return (
+        f"{package}/venv_{version}.tar.gz"
+        if naming == "nested"
+        else f"{package}__venv_{version}.tar.gz"
+    )
 
 
 @pytest.fixture(scope="module", params=list(VARIANTS))
@@ -75,14 +85,26 @@ def venv_dist(project: Path, variant: str, container_builder: ModuleType, tmp_pa
 # --------------------------------------------------------------------------- lint
 
 
-@pytest.mark.parametrize("answers", [
-    {"workspace_layout": "shared"},
-    {"workspace_layout": "independent", "artifact_naming": "nested", "lambda_architecture": "arm64"},
-], ids=["shared", "independent-nested-arm64"])
+@pytest.mark.parametrize(
+    "answers",
+    [
+        {"workspace_layout": "shared"},
+        {
+            "workspace_layout": "independent",
+            "artifact_naming": "nested",
+            "lambda_architecture": "arm64",
+        },
+    ],
+    ids=["shared", "independent-nested-arm64"],
+)
 def test_rendered_dockerfiles_pass_hadolint(render, answers) -> None:
     repo = render(**answers)
     dockerfiles = sorted((repo / "docker").glob("Dockerfile.*"))
-    assert [p.name for p in dockerfiles] == ["Dockerfile.lambda", "Dockerfile.runtime", "Dockerfile.venv"]
+    assert [p.name for p in dockerfiles] == [
+        "Dockerfile.lambda",
+        "Dockerfile.runtime",
+        "Dockerfile.venv",
+    ]
     hadolint = Path(sys.executable).with_name("hadolint")
     result = run([str(hadolint), "--no-color", *map(str, dockerfiles)], cwd=repo, check=False)
     assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
@@ -110,7 +132,11 @@ def test_pins_are_exact_and_dockerignore_keeps_contexts_clean(render) -> None:
 
 def test_target_files_follow_deploy_targets(render) -> None:
     ecs = render(deploy_targets=["ecs"])
-    assert sorted(p.name for p in (ecs / "docker").iterdir()) == ["Dockerfile.runtime", "Dockerfile.venv", "runtime"]
+    assert sorted(p.name for p in (ecs / "docker").iterdir()) == [
+        "Dockerfile.runtime",
+        "Dockerfile.venv",
+        "runtime",
+    ]
     assert (ecs / "scripts/upload_all.py").exists()
     lam = render(deploy_targets=["lambda"])
     assert sorted(p.name for p in (lam / "docker").iterdir()) == ["Dockerfile.lambda"]
@@ -131,7 +157,9 @@ def test_venv_tarball_runs_from_another_directory(
     with tarfile.open(tarball) as tf:
         members = tf.getnames()
         # Local packages are real installs: no .pth (editable link) back to the build tree.
-        pth = [tf.extractfile(m).read().decode() for m in tf.getmembers() if m.name.endswith(".pth")]
+        pth = [
+            tf.extractfile(m).read().decode() for m in tf.getmembers() if m.name.endswith(".pth")
+        ]
     assert not [text for text in pth if "/build" in text], pth
     assert any(f"/{PREFIX}_common/settings.py" in m for m in members)
     assert any(m.endswith("/bin/nt-api") for m in members)
@@ -142,19 +170,30 @@ def test_venv_tarball_runs_from_another_directory(
         " /somewhere/else/bin/nt-api --records 2; /somewhere/else/bin/python -m nt_api --records 5"
     )
     out = container_builder.run(
-        "python:3.11-slim", "-c", script, "sh", artifact_name(naming, API, "0.3.1"),
-        entrypoint="/bin/sh", volumes={venv_dist: "/dist:ro"},
+        "python:3.11-slim",
+        "-c",
+        script,
+        "sh",
+        artifact_name(naming, API, "0.3.1"),
+        entrypoint="/bin/sh",
+        volumes={venv_dist: "/dist:ro"},
     ).stdout
     results = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     assert [(r["job"], r["processed"]) for r in results] == [(API, 2), (API, 5)]
 
 
 def test_runtime_image_runs_jobs_from_a_local_directory(
-    project: Path, venv_dist: Path, variant: str, tag: str, container_builder: ModuleType, tmp_path: Path
+    project: Path,
+    venv_dist: Path,
+    variant: str,
+    tag: str,
+    container_builder: ModuleType,
+    tmp_path: Path,
 ) -> None:
     artifacts = tmp_path / "artifacts"
     listed = run(
-        [sys.executable, "scripts/upload_all.py", str(artifacts), "--dist", str(venv_dist)], cwd=project
+        [sys.executable, "scripts/upload_all.py", str(artifacts), "--dist", str(venv_dist)],
+        cwd=project,
     ).stdout.split()
     assert len(listed) == 2
     for path in [artifacts, *artifacts.rglob("*")]:
@@ -197,17 +236,33 @@ def moto_s3():
 
 
 def test_upload_all_to_s3_then_runtime_fetches_latest(
-    project: Path, venv_dist: Path, variant: str, tag: str, moto_s3: dict, container_builder: ModuleType
+    project: Path,
+    venv_dist: Path,
+    variant: str,
+    tag: str,
+    moto_s3: dict,
+    container_builder: ModuleType,
 ) -> None:
     import boto3
 
     bucket = f"artifacts-{uuid.uuid4().hex[:8]}"
-    s3 = boto3.client("s3", endpoint_url=moto_s3["AWS_ENDPOINT_URL"], region_name="eu-west-1",
-                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=moto_s3["AWS_ENDPOINT_URL"],
+        region_name="eu-west-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
     env = {**os.environ, **moto_s3}
     env.pop("AWS_PROFILE", None)
-    cmd = [sys.executable, "scripts/upload_all.py", f"s3://{bucket}/venvs", "--dist", str(venv_dist)]
+    cmd = [
+        sys.executable,
+        "scripts/upload_all.py",
+        f"s3://{bucket}/venvs",
+        "--dist",
+        str(venv_dist),
+    ]
 
     naming = VARIANTS[variant]["artifact_naming"]
     expected = [artifact_name(naming, API, v) for v in ("0.1.0", "0.3.1")]
@@ -234,9 +289,13 @@ def test_upload_all_to_s3_then_runtime_fetches_latest(
 # --------------------------------------------------------------------------- Lambda
 
 
-def test_lambda_image_answers_an_event(project: Path, tag: str, container_builder: ModuleType) -> None:
+def test_lambda_image_answers_an_event(
+    project: Path, tag: str, container_builder: ModuleType
+) -> None:
     image = f"{tag}-lambda"
-    container_builder.build(project, "docker/Dockerfile.lambda", tag=image, build_args={"SERVICE_NAME": INGESTION})
+    container_builder.build(
+        project, "docker/Dockerfile.lambda", tag=image, build_args={"SERVICE_NAME": INGESTION}
+    )
     assert container_builder.inspect(image)["Config"]["Cmd"] == ["lambda_function.handler"]
 
     # The base image's entrypoint imports CMD's handler and calls it with the event.
@@ -245,7 +304,8 @@ def test_lambda_image_answers_an_event(project: Path, tag: str, container_builde
     assert json.loads(answer["body"])["ingested"] == ["landing/in/a.csv"]
 
     listing = container_builder.run(
-        image, "-c",
+        image,
+        "-c",
         "find / -xdev \\( -name '*.pth' -o -name uv -o -name uvx \\) -print;"
         " ls /var/task; test ! -e /build && test ! -e /root/.cache/uv && echo CLEAN",
         entrypoint="/bin/sh",
@@ -263,7 +323,9 @@ def test_code_only_change_rebuilds_only_the_code_layer(
     repo = tmp_path / "repo"
     shutil.copytree(project, repo, symlinks=True)
     image = f"{tag}-lambda-rebuild"
-    container_builder.build(repo, "docker/Dockerfile.lambda", tag=image, build_args={"SERVICE_NAME": INGESTION})
+    container_builder.build(
+        repo, "docker/Dockerfile.lambda", tag=image, build_args={"SERVICE_NAME": INGESTION}
+    )
     before = container_builder.layers(image)
 
     # Unique per run: the layer cache outlives the test, and an old run must not answer for it.
@@ -276,13 +338,19 @@ def test_code_only_change_rebuilds_only_the_code_layer(
     after = container_builder.layers(image)
 
     assert len(after) == len(before)
-    changed = [index for index, (old, new) in enumerate(zip(before, after)) if old != new]
+    changed = [
+        index for index, (old, new) in enumerate(zip(before, after, strict=False)) if old != new
+    ]
     assert changed == [len(after) - 1], "only the code layer (the last) may change"
     # The third-party install step itself came from cache, not just an identical result.
-    deps_step = next(s for s in rebuilt.output.split("STEP ") if "--no-emit-local" in s.splitlines()[0])
+    deps_step = next(
+        s for s in rebuilt.output.split("STEP ") if "--no-emit-local" in s.splitlines()[0]
+    )
     assert "Using cache" in deps_step
     out = container_builder.run(
-        image, "-c", f"from {INGESTION}.handler import BUILD_MARKER; print(BUILD_MARKER)",
+        image,
+        "-c",
+        f"from {INGESTION}.handler import BUILD_MARKER; print(BUILD_MARKER)",
         entrypoint="/var/lang/bin/python3",
     ).stdout.strip()
     assert out == marker
@@ -298,7 +366,9 @@ def test_ecs_code_only_change_reuses_the_dependency_layer(
     container_builder.build(repo, "docker/Dockerfile.venv", build_args=args, output=tmp_path / "d1")
     job = repo / "src" / API / API / "job.py"
     job.write_text(job.read_text() + f"\nBUILD_MARKER = {uuid.uuid4().hex!r}\n")
-    rebuilt = container_builder.build(repo, "docker/Dockerfile.venv", build_args=args, output=tmp_path / "d2")
+    rebuilt = container_builder.build(
+        repo, "docker/Dockerfile.venv", build_args=args, output=tmp_path / "d2"
+    )
     steps = rebuilt.output.split("STEP ")
     third_party = next(s for s in steps if "--no-install-local" in s.splitlines()[0])
     local = next(s for s in steps if "--no-editable" in s.splitlines()[0])
@@ -319,20 +389,37 @@ def test_packages_added_later_build_with_the_same_dockerfiles(
     shutil.copytree(project, repo, symlinks=True)
     git_commit_all(repo, "generated")
     for name, package_type in (("reports", "ecs"), ("webhook", "lambda")):
-        copy_template(repo, tasks=True, template_kind="package", package_name=name, package_type=package_type)
+        copy_template(
+            repo, tasks=True, template_kind="package", package_name=name, package_type=package_type
+        )
 
     dist = tmp_path / "dist"
-    container_builder.build(repo, "docker/Dockerfile.venv", build_args={"PACKAGE_NAME": f"{PREFIX}_reports"}, output=dist)
+    container_builder.build(
+        repo,
+        "docker/Dockerfile.venv",
+        build_args={"PACKAGE_NAME": f"{PREFIX}_reports"},
+        output=dist,
+    )
     (tarball,) = [p.relative_to(dist).as_posix() for p in dist.rglob("*.tar.gz")]
     dist.chmod(0o755)
     out = container_builder.run(
-        "python:3.11-slim", "-c", "mkdir /job && tar -xzf /dist/$1 -C /job && /job/bin/python -m nt_reports",
-        "sh", tarball, entrypoint="/bin/sh", volumes={dist: "/dist:ro"},
+        "python:3.11-slim",
+        "-c",
+        "mkdir /job && tar -xzf /dist/$1 -C /job && /job/bin/python -m nt_reports",
+        "sh",
+        tarball,
+        entrypoint="/bin/sh",
+        volumes={dist: "/dist:ro"},
     ).stdout
     assert json.loads(out.splitlines()[-1]) == {"job": f"{PREFIX}_reports", "status": "ok"}
 
     image = f"{tag}-webhook"
-    container_builder.build(repo, "docker/Dockerfile.lambda", tag=image, build_args={"SERVICE_NAME": f"{PREFIX}_webhook"})
+    container_builder.build(
+        repo,
+        "docker/Dockerfile.lambda",
+        tag=image,
+        build_args={"SERVICE_NAME": f"{PREFIX}_webhook"},
+    )
     answer = json.loads(container_builder.run(image, stdin=json.dumps({"detail": 1})).stdout)
     assert answer == {"statusCode": 200, "body": json.dumps({"received": ["detail"]})}
     container_builder.remove_image(image)
