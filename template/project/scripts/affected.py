@@ -27,9 +27,7 @@ def changed_files(base: str, root: Path) -> list[str] | None:
     """Files changed between the merge base of ``base`` and HEAD, or None if unknown."""
 
     def git(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["git", *args], cwd=root, capture_output=True, text=True, check=False
-        )
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
 
     merge_base = git("merge-base", base, "HEAD")
     if merge_base.returncode != 0:

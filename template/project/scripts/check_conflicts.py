@@ -31,9 +31,7 @@ def problems() -> list[str]:
     found = []
     for name in tracked_files():
         if name.endswith(".rej"):
-            found.append(
-                f"{name}: rejected hunk from an update; apply it by hand and delete it"
-            )
+            found.append(f"{name}: rejected hunk from an update; apply it by hand and delete it")
             continue
         path = ROOT / name
         if not path.is_file():

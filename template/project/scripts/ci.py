@@ -66,8 +66,7 @@ def lint() -> None:
     run(*ruff, "check", ".")
     run(*ruff, "format", "--check", ".")
     dockerfiles = sorted(
-        str(p.relative_to(monorepo.ROOT))
-        for p in (monorepo.ROOT / "docker").glob("Dockerfile*")
+        str(p.relative_to(monorepo.ROOT)) for p in (monorepo.ROOT / "docker").glob("Dockerfile*")
     )
     if dockerfiles:
         run(*HADOLINT, *dockerfiles)

@@ -18,9 +18,7 @@ except ModuleNotFoundError:  # Python 3.10: the scripts declare requires-python 
     try:
         import tomli as tomllib  # type: ignore[no-redef]
     except ModuleNotFoundError:
-        sys.exit(
-            "scripts/ need Python >= 3.11 (tomllib): run them with `uv run scripts/<name>.py`"
-        )
+        sys.exit("scripts/ need Python >= 3.11 (tomllib): run them with `uv run scripts/<name>.py`")
 
 ROOT = Path(__file__).resolve().parent.parent
 

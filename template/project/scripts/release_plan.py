@@ -29,9 +29,7 @@ def plan(packages: dict[str, monorepo.Package], selected: list[str]) -> dict[str
     return result
 
 
-def select(
-    packages: dict[str, monorepo.Package], tag: str | None, names: str | None
-) -> list[str]:
+def select(packages: dict[str, monorepo.Package], tag: str | None, names: str | None) -> list[str]:
     if tag and "/" in tag:
         name, _, version = tag.partition("/")
         if name not in packages:
@@ -52,9 +50,7 @@ def select(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tag", help="the pushed tag (GITHUB_REF_NAME)")
-    parser.add_argument(
-        "--packages", help="space-separated package folders; blank for all"
-    )
+    parser.add_argument("--packages", help="space-separated package folders; blank for all")
     args = parser.parse_args(argv)
     packages = monorepo.discover()
     print(json.dumps(plan(packages, select(packages, args.tag, args.packages))))
