@@ -1,0 +1,1 @@
+../../{{ common_pkg }}/tests/test_imports.py

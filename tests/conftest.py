@@ -1,0 +1,106 @@
+"""Shared fixtures: render the template from this checkout, and run the generated repo's tools.
+
+Everything runs for real: Copier's Python API renders, the generated repo's own uv and pytest
+run in it. The environment is pinned at import so every test (and the uv processes it starts)
+sees the same Pythons and never tries to download one.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from copier import run_copy
+
+TEMPLATE = Path(__file__).resolve().parents[1]
+
+# uv cannot download Pythons here; pyenv serves every supported version when they are listed.
+# Set, not defaulted: a pyenv shim in front of uv exports its own single PYENV_VERSION.
+os.environ["UV_PYTHON_DOWNLOADS"] = "never"
+os.environ["PYENV_VERSION"] = "3.11.7:3.12.1:3.13.0:3.10.13"
+# The template's dev venv must not leak into the generated repos' own uv projects.
+os.environ.pop("VIRTUAL_ENV", None)
+for _key, _value in {
+    "GIT_AUTHOR_NAME": "Template Tests",
+    "GIT_AUTHOR_EMAIL": "tests@copier-uv-monorepo.invalid",
+    "GIT_COMMITTER_NAME": "Template Tests",
+    "GIT_COMMITTER_EMAIL": "tests@copier-uv-monorepo.invalid",
+}.items():
+    os.environ.setdefault(_key, _value)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_copier_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep a developer's own Copier settings (defaults, trust list) out of the tests."""
+    settings = tmp_path_factory.mktemp("copier-settings") / "settings.yml"
+    settings.write_text("{}\n")
+    previous = os.environ.get("COPIER_SETTINGS_PATH")
+    os.environ["COPIER_SETTINGS_PATH"] = str(settings)
+    yield
+    if previous is None:
+        os.environ.pop("COPIER_SETTINGS_PATH", None)
+    else:
+        os.environ["COPIER_SETTINGS_PATH"] = previous
+
+
+def copy_template(dst: Path, *, tasks: bool, **answers: Any) -> Path:
+    """Render this checkout (working tree included) into `dst` with the given answers."""
+    run_copy(
+        str(TEMPLATE),
+        dst,
+        data=answers,
+        defaults=True,
+        unsafe=True,
+        vcs_ref="HEAD",
+        skip_tasks=not tasks,
+        quiet=True,
+    )
+    return dst
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """Run a command, and on failure show its output in the assertion message."""
+    result = subprocess.run(cmd, cwd=cwd, text=True, capture_output=True, **kwargs)
+    if check and result.returncode != 0:
+        pytest.fail(
+            f"{' '.join(cmd)} failed in {cwd} with exit code {result.returncode}\n"
+            f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+        )
+    return result
+
+
+@pytest.fixture
+def render(tmp_path: Path) -> Callable[..., Path]:
+    """Render without tasks (fast): for tests that only read the generated files."""
+    counter = iter(range(1000))
+
+    def _render(**answers: Any) -> Path:
+        return copy_template(tmp_path / f"render{next(counter)}", tasks=False, **answers)
+
+    return _render
+
+
+@pytest.fixture(scope="session")
+def make_project(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """Generate a ready repo (git init and locks made by the template's own tasks).
+
+    Session-scoped and cached by answers, so tiers that only read a ready project share one.
+    Tests that change files must copy it or make their own with `fresh=True`.
+    """
+    cache: dict[tuple[tuple[str, str], ...], Path] = {}
+
+    def _make(fresh: bool = False, **answers: Any) -> Path:
+        key = tuple(sorted((name, repr(value)) for name, value in answers.items()))
+        if fresh or key not in cache:
+            dst = tmp_path_factory.mktemp("project") / "repo"
+            copy_template(dst, tasks=True, **answers)
+            if fresh:
+                return dst
+            cache[key] = dst
+        return cache[key]
+
+    return _make

@@ -1,0 +1,50 @@
+"""Bad answers are refused with a message saying what is allowed, before anything is written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import copy_template
+
+BAD_ANSWERS = [
+    pytest.param({"package_prefix": "Nt"}, "no capitals", id="prefix-capitals"),
+    pytest.param({"package_prefix": "my-prefix"}, "no capitals, dashes", id="prefix-dash"),
+    pytest.param({"package_prefix": "1nt"}, "leading digits", id="prefix-leading-digit"),
+    pytest.param({"package_prefix": "class"}, "Python keyword", id="prefix-keyword"),
+    pytest.param({"package_prefix": "match"}, "Python keyword", id="prefix-soft-keyword"),
+    pytest.param({"package_prefix": ""}, "not a valid prefix", id="prefix-empty"),
+    pytest.param({"package_prefix": "nt__x"}, "single underscores", id="prefix-double-underscore"),
+    pytest.param({"python_version": "3.9"}, "['3.10', '3.11', '3.12', '3.13']", id="python-too-old"),
+    pytest.param({"python_version": "3.14"}, "['3.10', '3.11', '3.12', '3.13']", id="python-too-new"),
+    pytest.param({"deploy_targets": []}, "at least one deploy target", id="no-targets"),
+    pytest.param({"deploy_targets": ["ecs", "k8s"]}, "'k8s' is not in", id="unknown-target"),
+    pytest.param({"workspace_layout": "monolith"}, "Invalid choice", id="bad-layout"),
+    pytest.param({"artifacts_bucket": "Bad_Bucket"}, "not a valid S3 bucket name", id="bad-bucket"),
+    pytest.param({"aws_region": "europe"}, "AWS region", id="bad-region"),
+    pytest.param({"project_name": "  "}, "cannot be empty", id="empty-name"),
+]
+
+
+@pytest.mark.parametrize(("answers", "message"), BAD_ANSWERS)
+def test_bad_answer_is_refused_and_nothing_is_written(
+    tmp_path: Path, answers: dict, message: str
+) -> None:
+    dst = tmp_path / "repo"
+    with pytest.raises(ValueError, match=r".*") as refused:
+        copy_template(dst, tasks=True, **answers)
+    assert message in str(refused.value)
+    assert not dst.exists(), "a refused answer must leave no destination files"
+
+
+@pytest.mark.parametrize(
+    "answers",
+    [
+        {"package_prefix": "acme_data"},
+        {"package_prefix": "x1"},
+        {"aws_region": "us-gov-west-1"},
+        {"artifacts_bucket": "team.artifacts-01"},
+    ],
+)
+def test_good_answers_are_accepted(render, answers: dict) -> None:
+    assert (render(**answers) / ".copier-answers.yml").is_file()
