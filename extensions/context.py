@@ -46,6 +46,8 @@ class MonorepoContext(ContextHook):
             uv_image=f"ghcr.io/astral-sh/uv:{UV_VERSION}",
             ecs_base_image=f"python:{python}-slim",
             lambda_base_image=f"public.ecr.aws/lambda/python:{python}{arch_suffix}",
+            # Docker's name for the Lambda architecture (CD builds one platform per image).
+            lambda_platform="linux/arm64" if arch_suffix else "linux/amd64",
         )
 
 
