@@ -81,9 +81,10 @@ def test_a_new_package_joins_the_graph_without_edits(project: tuple[Path, str]) 
     (report / "acme_report" / "__init__.py").write_text("")
     api_source = (repo / "src" / API / "pyproject.toml").read_text()
     source_line = next(line for line in api_source.splitlines() if line.startswith("acme-common"))
+    python_line = next(line for line in api_source.splitlines() if line.startswith("requires-python"))
     (report / "pyproject.toml").write_text(
         '[project]\nname = "acme-report"\nversion = "0.1.0"\n'
-        'requires-python = ">=3.10"\ndependencies = ["acme-api"]\n\n'
+        f'{python_line}\ndependencies = ["acme-api"]\n\n'
         f"[tool.uv.sources]\n{source_line.replace('acme-common', 'acme-api').replace('_common', '_api')}\n\n"
         '[build-system]\nrequires = ["uv_build>=0.8,<0.14"]\nbuild-backend = "uv_build"\n\n'
         '[tool.uv.build-backend]\nmodule-root = ""\n'
@@ -97,9 +98,10 @@ def test_a_new_package_joins_the_graph_without_edits(project: tuple[Path, str]) 
 
 def test_the_script_needs_only_the_standard_library(project: tuple[Path, str]) -> None:
     """CI runs it with the runner's python3 before anything is installed."""
-    repo, _ = project
+    repo, base = project
+    git(repo, "checkout", "--quiet", "-B", "change", base)
     result = subprocess.run(
-        [sys.executable, "-I", "-S", "scripts/affected.py", "--all"],
+        [sys.executable, "-S", "-E", "scripts/affected.py", "--all"],
         cwd=repo, capture_output=True, text=True, check=False,
     )
     assert result.returncode == 0, result.stderr
