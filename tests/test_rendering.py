@@ -102,3 +102,12 @@ def test_locks_are_never_templated(render) -> None:
 def test_dockerignore_keeps_vcs_and_secrets_out_of_build_contexts(render) -> None:
     ignored = (render() / ".dockerignore").read_text().split()
     assert {".git", "**/.venv", ".env", "dist"} <= set(ignored)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_generated_readme_describes_this_repo(render, layout) -> None:
+    readme = (render(workspace_layout=layout, deploy_targets=["lambda"]) / "README.md").read_text()
+    assert readme.startswith("# My Monorepo")
+    assert "src/nt_ingestion/" in readme and "src/nt_api/" not in readme
+    assert ("one shared uv workspace" in readme) == (layout == "shared")
+    assert ("independent uv projects" in readme) == (layout == "independent")
