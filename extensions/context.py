@@ -46,8 +46,10 @@ class MonorepoContext(ContextHook):
             uv_image=f"ghcr.io/astral-sh/uv:{UV_VERSION}",
             ecs_base_image=f"python:{python}-slim",
             lambda_base_image=f"public.ecr.aws/lambda/python:{python}{arch_suffix}",
-            # Docker's name for the Lambda architecture (CD builds one platform per image).
-            lambda_platform="linux/arm64" if arch_suffix else "linux/amd64",
+        )
+        # Deploy targets (issue 3): the docker --platform matching the Lambda architecture.
+        context["lambda_platform"] = (
+            "linux/arm64" if context.get("lambda_architecture") == "arm64" else "linux/amd64"
         )
 
 
