@@ -188,3 +188,16 @@ def test_release_plan_step_splits_ecs_and_lambda(project: Path) -> None:
     expressions["vars.AWS_ROLE_ARN"] = ""
     results, _ = gha.run_job(project, cd, "plan", expressions)
     assert results[0].returncode != 0 and "AWS_ROLE_ARN" in results[0].output
+
+
+def test_makefile_ci_targets_run_the_same_checks(project: Path) -> None:
+    base = commit_all(project, "Base")
+    append(project / "src" / COMMON / COMMON / "logs.py", "\n# touched\n")
+    commit_all(project, "Touch common")
+    listed = run(["make", "--no-print-directory", "affected", f"BASE={base}"], cwd=project)
+    assert json.loads(listed.stdout) == [API, COMMON, INGESTION]
+    run(["make", "check-conflicts"], cwd=project)
+    tested = run(["make", "ci-test", f"PACKAGE={API}"], cwd=project)
+    assert re.search(r"\d+ passed", tested.stdout), tested.stdout
+    missing = run(["make", "ci-test"], cwd=project, check=False)
+    assert missing.returncode != 0 and "set PACKAGE" in missing.stderr

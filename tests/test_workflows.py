@@ -198,3 +198,38 @@ def test_lambda_images_are_single_platform_without_provenance(
     assert command.startswith("docker build -f docker/Dockerfile.lambda --build-arg SERVICE_NAME=")
     aws = [s for s in cd["jobs"]["lambda"]["steps"] if "configure-aws-credentials" in s.get("uses", "")]
     assert aws[0]["with"]["role-to-assume"] == "${{ vars.AWS_ROLE_ARN }}"
+
+
+def test_workflows_call_only_what_the_repository_has(renders: dict) -> None:
+    """Every script and Dockerfile a workflow names is generated with it, for every answer."""
+    for combo, repo in renders.items():
+        for path in workflow_files(repo):
+            text = path.read_text()
+            for name in re.findall(r"\b(scripts/\w+\.py|docker/Dockerfile\.\w+)", text):
+                if path.name == "cd.yml" and not _target_present(text, name, combo):
+                    continue
+                assert (repo / name).is_file(), f"{'-'.join(combo)} {path.name} calls {name}"
+
+
+def _target_present(text: str, name: str, combo: tuple) -> bool:
+    # cd.yml keeps both release jobs (each skipped when it has nothing to build); only the
+    # targets the repository was generated for need their files.
+    targets = TARGETS[combo[1]]
+    if name in ("docker/Dockerfile.venv", "scripts/upload_all.py"):
+        return "ecs" in targets
+    if name == "docker/Dockerfile.lambda":
+        return "lambda" in targets
+    return True
+
+
+@pytest.mark.parametrize("combo", COMBOS, ids=COMBO_IDS)
+def test_readme_tells_a_team_how_to_turn_on_cd(renders: dict, combo: tuple) -> None:
+    readme = (renders[combo] / "README.md").read_text()
+    assert "## CI/CD (GitHub Actions)" in readme
+    ci = gha.load(renders[combo] / ".github" / "workflows" / "ci.yml")
+    for job in ci["jobs"].values():
+        assert job["name"].replace(" ${{ matrix.package }}", " `<pkg>`") in readme
+    assert "`AWS_ROLE_ARN`" in readme
+    targets = TARGETS[combo[1]]
+    assert ("`ARTIFACTS_BUCKET`" in readme) == ("ecs" in targets)
+    assert ("`ECR_REPOSITORY_PREFIX`" in readme) == ("lambda" in targets)
