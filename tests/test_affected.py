@@ -80,12 +80,15 @@ def test_a_new_package_joins_the_graph_without_edits(project: tuple[Path, str]) 
     (report / "acme_report").mkdir(parents=True)
     (report / "acme_report" / "__init__.py").write_text("")
     api_source = (repo / "src" / API / "pyproject.toml").read_text()
-    source_line = next(line for line in api_source.splitlines() if line.startswith("acme-common"))
-    python_line = next(line for line in api_source.splitlines() if line.startswith("requires-python"))
+    lines = api_source.splitlines()
+    # The report package points at api the way api points at common, in either layout.
+    source = next(line for line in lines if line.startswith("acme-common"))
+    source = source.replace("acme-common", "acme-api").replace("_common", "_api")
+    python_line = next(line for line in lines if line.startswith("requires-python"))
     (report / "pyproject.toml").write_text(
         '[project]\nname = "acme-report"\nversion = "0.1.0"\n'
         f'{python_line}\ndependencies = ["acme-api"]\n\n'
-        f"[tool.uv.sources]\n{source_line.replace('acme-common', 'acme-api').replace('_common', '_api')}\n\n"
+        f"[tool.uv.sources]\n{source}\n\n"
         '[build-system]\nrequires = ["uv_build>=0.8,<0.14"]\nbuild-backend = "uv_build"\n\n'
         '[tool.uv.build-backend]\nmodule-root = ""\n'
     )
@@ -93,7 +96,10 @@ def test_a_new_package_joins_the_graph_without_edits(project: tuple[Path, str]) 
     run(["uv", "lock", "--quiet", *(["--project", str(report)] if independent else [])], cwd=repo)
     with_report = commit_all(repo, "Add acme_report")
     assert change(repo, with_report, f"src/{API}/{API}/job.py") == [API, "acme_report"]
-    assert change(repo, with_report, f"src/{COMMON}/{COMMON}/logs.py") == [*EVERYTHING, "acme_report"]
+    assert change(repo, with_report, f"src/{COMMON}/{COMMON}/logs.py") == [
+        *EVERYTHING,
+        "acme_report",
+    ]
 
 
 def test_the_script_needs_only_the_standard_library(project: tuple[Path, str]) -> None:
@@ -102,7 +108,10 @@ def test_the_script_needs_only_the_standard_library(project: tuple[Path, str]) -
     git(repo, "checkout", "--quiet", "-B", "change", base)
     result = subprocess.run(
         [sys.executable, "-S", "-E", "scripts/affected.py", "--all"],
-        cwd=repo, capture_output=True, text=True, check=False,
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == EVERYTHING

@@ -28,8 +28,15 @@ def test_template_update_job_reports_a_newer_release(tmp_path: Path) -> None:
     git(template, "tag", "v1.0.0")
 
     project = tmp_path / "project"
-    run_copy(str(template), project, defaults=True, unsafe=True, vcs_ref="v1.0.0",
-             skip_tasks=True, quiet=True)
+    run_copy(
+        str(template),
+        project,
+        defaults=True,
+        unsafe=True,
+        vcs_ref="v1.0.0",
+        skip_tasks=True,
+        quiet=True,
+    )
     git(project, "init", "--quiet", "--initial-branch=main")
     commit_all(project, "Generated")
     workflow = gha.load(project / ".github" / "workflows" / "template-update.yml")

