@@ -206,3 +206,21 @@ def test_makefile_ci_targets_run_the_same_checks(project: Path) -> None:
     run(["make", "check-conflicts"], cwd=project)
     tested = run(["make", "ci-test", f"PACKAGE={API}"], cwd=project)
     assert re.search(r"\d+ passed", tested.stdout), tested.stdout
+
+
+@pytest.mark.parametrize(
+    ("results", "passes"),
+    [
+        ("success success success success", True),
+        ("success skipped success success", True),
+        ("success failure success success", False),
+        ("success cancelled success success", False),
+    ],
+)
+def test_ci_passed_job_gates_on_every_job(project: Path, results: str, passes: bool) -> None:
+    workflow = ci(project)
+    assert workflow["jobs"]["ci-passed"]["needs"] == [
+        j for j in workflow["jobs"] if j != "ci-passed"
+    ]
+    steps, _ = gha.run_job(project, workflow, "ci-passed", {"join(needs.*.result, ' ')": results})
+    assert (steps[-1].returncode == 0) == passes, gha.describe(steps)

@@ -136,7 +136,11 @@ def test_permissions_are_least_privilege(renders: dict) -> None:
             assert workflow["permissions"] == {}, path.name
             for name, job in workflow["jobs"].items():
                 granted = job["permissions"]
-                assert granted.get("contents") == "read", (path.name, name)
+                checks_out = any("actions/checkout@" in s.get("uses", "") for s in job["steps"])
+                assert granted.get("contents") == ("read" if checks_out else None), (
+                    path.name,
+                    name,
+                )
                 writes = {scope for scope, level in granted.items() if level == "write"}
                 # Only release jobs talk to AWS, and only through an OIDC token.
                 expected = {"id-token"} if path.name == "cd.yml" and name != "plan" else set()
@@ -239,3 +243,26 @@ def test_readme_tells_a_team_how_to_turn_on_cd(renders: dict, combo: tuple) -> N
     targets = TARGETS[combo[1]]
     assert ("`ARTIFACTS_BUCKET`" in readme) == ("ecs" in targets)
     assert ("`ECR_REPOSITORY_PREFIX`" in readme) == ("lambda" in targets)
+
+
+def test_other_answers_leave_the_workflows_alone(renders: dict, tmp_path: Path) -> None:
+    """The combinations above cover every answer set: the rest change no workflow, except
+    for the region and bucket, which cd.yml carries as plain values."""
+    other = copy_template(
+        tmp_path / "other",
+        tasks=False,
+        python_version="3.10",
+        package_prefix="acme",
+        artifact_naming="nested",
+        project_name="Other Name",
+        aws_region="us-east-2",
+        artifacts_bucket="acme-releases",
+    )
+    base = renders[("shared", "both", "arm64")]
+    cd = gha.load(other / ".github" / "workflows" / "cd.yml")
+    assert cd["env"]["AWS_REGION"] == "us-east-2"
+    assert cd["env"]["DEFAULT_ARTIFACTS_BUCKET"] == "acme-releases"
+    for path in workflow_files(base):
+        text = (other / ".github" / "workflows" / path.name).read_text()
+        text = text.replace("us-east-2", "eu-west-1").replace("acme-releases", "nt-artifacts")
+        assert text == path.read_text(), path.name
