@@ -13,6 +13,7 @@ from pathlib import Path
 
 import gha
 import pytest
+import yaml
 from conftest import copy_template
 
 # The linters come from the template's dev dependency group, next to this interpreter.
@@ -266,3 +267,12 @@ def test_other_answers_leave_the_workflows_alone(renders: dict, tmp_path: Path) 
         text = (other / ".github" / "workflows" / path.name).read_text()
         text = text.replace("us-east-2", "eu-west-1").replace("acme-releases", "nt-artifacts")
         assert text == path.read_text(), path.name
+
+
+def test_dependabot_keeps_the_pins_current(renders: dict) -> None:
+    # zizmor (above) also audits this file: a missing cooldown is a finding.
+    config = renders[("shared", "both", "arm64")] / ".github" / "dependabot.yml"
+    result = lint(tool("check-jsonschema"), "--builtin-schema", "vendor.dependabot", str(config))
+    assert result.returncode == 0, result.stdout + result.stderr
+    ecosystems = [u["package-ecosystem"] for u in yaml.safe_load(config.read_text())["updates"]]
+    assert ecosystems == ["github-actions"]
