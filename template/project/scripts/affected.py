@@ -33,10 +33,11 @@ def changed_files(base: str, root: Path) -> list[str] | None:
     if merge_base.returncode != 0:
         return None
     # --no-renames: a moved file counts at its old place and its new one.
-    diff = git("diff", "--name-only", "--no-renames", merge_base.stdout.strip(), "HEAD")
+    # -z: paths come unquoted, whatever characters they hold.
+    diff = git("diff", "--name-only", "-z", "--no-renames", merge_base.stdout.strip(), "HEAD")
     if diff.returncode != 0:
         return None
-    return [line for line in diff.stdout.splitlines() if line]
+    return [name for name in diff.stdout.split("\0") if name]
 
 
 def affected(files: list[str], packages: dict[str, monorepo.Package]) -> set[str]:
