@@ -16,9 +16,18 @@ UV_VERSION = "0.13.8"
 UV_MINOR = ".".join(UV_VERSION.split(".")[:2])
 UV_NEXT_MINOR = f"0.{int(UV_VERSION.split('.')[1]) + 1}"
 
+# Generated repos run Copier through uvx at these versions (make new-package / update); a test
+# checks they match the template's own dev environment.
+COPIER_VERSION = "9.19.1"
+COPIER_EXTENSIONS_VERSION = "0.3.4"
+
 
 class MonorepoContext(ContextHook):
     """Add derived names (packages, dists, images) to the Copier context."""
+
+    def __init__(self, environment) -> None:
+        super().__init__(environment)
+        environment.filters["dist"] = dist_name
 
     def hook(self, context: dict[str, Any]) -> None:
         # Copier also renders question defaults before these answers exist.
@@ -30,7 +39,7 @@ class MonorepoContext(ContextHook):
         arch_suffix = "-arm64" if context.get("lambda_architecture") == "arm64" else ""
 
         context.update(
-            project_slug=slugify(context["project_name"]),
+            project_slug=slugify(context.get("project_name", "")),
             common_pkg=f"{prefix}_common",
             api_pkg=f"{prefix}_api",
             ingestion_pkg=f"{prefix}_ingestion",
@@ -42,6 +51,8 @@ class MonorepoContext(ContextHook):
             python_floor=f">={python}",
             ruff_target=f"py{python.replace('.', '')}",
             uv_version=UV_VERSION,
+            copier_version=COPIER_VERSION,
+            copier_extensions_version=COPIER_EXTENSIONS_VERSION,
             uv_build_requirement=f"uv_build>={UV_MINOR}.0,<{UV_NEXT_MINOR}",
             uv_image=f"ghcr.io/astral-sh/uv:{UV_VERSION}",
             ecs_base_image=f"python:{python}-slim",
@@ -51,6 +62,9 @@ class MonorepoContext(ContextHook):
         context["lambda_platform"] = (
             "linux/arm64" if context.get("lambda_architecture") == "arm64" else "linux/amd64"
         )
+        if context.get("template_kind") == "package":
+            package = f"{prefix}_{context['package_name']}"
+            context.update(package_pkg=package, package_dist=dist_name(package))
 
 
 def dist_name(package: str) -> str:

@@ -47,15 +47,17 @@ def _isolated_copier_settings(tmp_path_factory: pytest.TempPathFactory) -> Itera
         os.environ["COPIER_SETTINGS_PATH"] = previous
 
 
-def copy_template(dst: Path, *, tasks: bool, **answers: Any) -> Path:
-    """Render this checkout (working tree included) into `dst` with the given answers."""
+def copy_template(
+    dst: Path, *, tasks: bool, src: Path = TEMPLATE, vcs_ref: str = "HEAD", **answers: Any
+) -> Path:
+    """Render this checkout (working tree included), or `src` at `vcs_ref`, into `dst`."""
     run_copy(
-        str(TEMPLATE),
+        str(src),
         dst,
         data=answers,
         defaults=True,
         unsafe=True,
-        vcs_ref="HEAD",
+        vcs_ref=vcs_ref,
         skip_tasks=not tasks,
         quiet=True,
     )
@@ -104,3 +106,58 @@ def make_project(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path
         return cache[key]
 
     return _make
+
+
+def tree_snapshot(root: Path) -> dict[str, bytes]:
+    """Every file under `root` (git data and venvs aside), for byte-for-byte comparisons."""
+    skip = {".git", ".venv", "__pycache__", ".pytest_cache", ".ruff_cache"}
+    return {
+        str(path.relative_to(root)): path.read_bytes()
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and not skip & set(path.relative_to(root).parts)
+    }
+
+
+def git_commit_all(repo: Path, message: str) -> None:
+    run(["git", "add", "-A"], cwd=repo)
+    run(["git", "commit", "--quiet", "--allow-empty", "-m", message], cwd=repo)
+
+
+class TemplateReleases:
+    """A throwaway git repo of this template with PEP 440 tags, for update paths.
+
+    `release(tag, edit)` commits the checkout's current template, changed by `edit` (to stand
+    in for an older version), and tags it. Copier resolves versions from these tags.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.mkdir(parents=True)
+        run(["git", "init", "--quiet", "--initial-branch=main"], cwd=path)
+
+    def release(self, tag: str, edit: Callable[[Path], None] | None = None) -> str:
+        for child in self.path.iterdir():
+            if child.name != ".git":
+                run(["rm", "-rf", str(child)], cwd=self.path)
+        files = run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=TEMPLATE
+        ).stdout.split("\0")
+        for name in filter(None, files):
+            source, target = TEMPLATE / name, self.path / name
+            if not source.exists() and not source.is_symlink():
+                continue  # deleted in the working tree, not yet committed
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if source.is_symlink():
+                target.symlink_to(os.readlink(source))
+            else:
+                target.write_bytes(source.read_bytes())
+        if edit is not None:
+            edit(self.path)
+        git_commit_all(self.path, f"release {tag}")
+        run(["git", "tag", tag], cwd=self.path)
+        return tag
+
+
+@pytest.fixture
+def template_releases(tmp_path: Path) -> TemplateReleases:
+    return TemplateReleases(tmp_path / "template")

@@ -1,0 +1,1 @@
+../../../../project/src/{{ common_pkg }}/tests/test_imports.py
