@@ -13,7 +13,7 @@ from pathlib import Path
 
 import gha
 import pytest
-from conftest import run
+from conftest import copy_template, run
 from gitrepo import append, commit_all
 
 pytestmark = pytest.mark.slow
@@ -224,3 +224,41 @@ def test_ci_passed_job_gates_on_every_job(project: Path, results: str, passes: b
     ]
     steps, _ = gha.run_job(project, workflow, "ci-passed", {"join(needs.*.result, ' ')": results})
     assert (steps[-1].returncode == 0) == passes, gha.describe(steps)
+
+
+@pytest.mark.parametrize("layout", ["shared", "independent"])
+def test_packages_added_later_join_ci_and_cd_without_edits(
+    layout: str, make_project: Callable[..., Path]
+) -> None:
+    """`make new-package` output is found, tested in isolation and released by kind."""
+    repo = make_project(fresh=True, workspace_layout=layout)
+    base = commit_all(repo, "Generated")
+    for package_type in ("library", "ecs", "lambda"):
+        copy_template(
+            repo,
+            tasks=True,
+            template_kind="package",
+            package_name=f"new_{package_type}",
+            package_type=package_type,
+        )
+    commit_all(repo, "Add a package of every type")
+    added = ["nt_new_ecs", "nt_new_lambda", "nt_new_library"]
+
+    _, outputs = gha.run_job(repo, ci(repo), "affected", {BASE_EXPRESSION: base})
+    everything = sorted([API, COMMON, INGESTION, *added])
+    # The shared lock changed with them, which touches every package; own locks don't.
+    assert json.loads(outputs["packages"]) == (everything if layout == "shared" else added)
+    for package in added:
+        results = run_test_job(repo, package)
+        assert [r.returncode for r in results] == [0, 0], gha.describe(results)
+
+    # They depend on common, so a change there reaches them too.
+    append(repo / "src" / COMMON / COMMON / "logs.py", "\n# touched\n")
+    commit_all(repo, "Touch common")
+    _, outputs = gha.run_job(repo, ci(repo), "affected", {BASE_EXPRESSION: base})
+    assert json.loads(outputs["packages"]) == everything
+
+    plan = run(["python3", "scripts/release_plan.py", "--tag", "v1.0.0"], cwd=repo)
+    kinds = json.loads(plan.stdout)
+    assert [e["package"] for e in kinds["ecs"]] == [API, "nt_new_ecs"]
+    assert [e["package"] for e in kinds["lambda"]] == [INGESTION, "nt_new_lambda"]

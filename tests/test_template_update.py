@@ -39,6 +39,19 @@ def test_template_update_job_reports_a_newer_release(tmp_path: Path) -> None:
     )
     git(project, "init", "--quiet", "--initial-branch=main")
     commit_all(project, "Generated")
+    # A package added later keeps its own answers file, checked as well.
+    run_copy(
+        str(template),
+        project,
+        data={"template_kind": "package", "package_name": "billing", "package_type": "library"},
+        defaults=True,
+        unsafe=True,
+        vcs_ref="v1.0.0",
+        skip_tasks=True,
+        quiet=True,
+    )
+    assert (project / ".copier" / "package-billing.yml").is_file()
+    commit_all(project, "Add billing")
     workflow = gha.load(project / ".github" / "workflows" / "template-update.yml")
 
     results, _ = gha.run_job(project, workflow, "check-update")
@@ -51,4 +64,6 @@ def test_template_update_job_reports_a_newer_release(tmp_path: Path) -> None:
     results, _ = gha.run_job(project, workflow, "check-update")
     assert [r.returncode for r in results] == [0], gha.describe(results)
     assert "::warning::A newer template version is out" in results[0].output
-    assert "copier update" in (tmp_path / ".github-summary-check-update").read_text()
+    summary = (tmp_path / ".github-summary-check-update").read_text()
+    assert ".copier-answers.yml .copier/package-billing.yml" in summary
+    assert "make update" in summary
