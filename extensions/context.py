@@ -58,6 +58,10 @@ class MonorepoContext(ContextHook):
             ecs_base_image=f"python:{python}-slim",
             lambda_base_image=f"public.ecr.aws/lambda/python:{python}{arch_suffix}",
         )
+        # Deploy targets (issue 3): the docker --platform matching the Lambda architecture.
+        context["lambda_platform"] = (
+            "linux/arm64" if context.get("lambda_architecture") == "arm64" else "linux/amd64"
+        )
         if context.get("template_kind") == "package":
             package = f"{prefix}_{context['package_name']}"
             context.update(package_pkg=package, package_dist=dist_name(package))

@@ -1,0 +1,145 @@
+"""What the CI scripts know about this repository: its layout, packages and their graph.
+
+Standard library only, so CI can run the scripts before anything is installed. The
+package list comes from the filesystem (every ``src/*/pyproject.toml``) and the graph
+from uv's lockfiles, so adding a package never needs an edit here or in a workflow.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the scripts declare requires-python >= 3.11
+    try:
+        import tomli as tomllib  # type: ignore[no-redef]
+    except ModuleNotFoundError:
+        sys.exit("scripts/ need Python >= 3.11 (tomllib): run them with `uv run scripts/<name>.py`")
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Paths (files, or folders ending in "/") whose change can alter every package's build or
+# test run: the workspace definition, the shared lock, the interpreter pin, the images and
+# the CI itself.
+GLOBAL_PATHS = (
+    "pyproject.toml",
+    "uv.lock",
+    ".python-version",
+    ".dockerignore",
+    "docker/",
+    ".github/workflows/",
+    "scripts/",
+)
+
+
+def _load(path: Path) -> dict:
+    with path.open("rb") as f:
+        return tomllib.load(f)
+
+
+def normalize(name: str) -> str:
+    """PEP 503 name, the form uv.lock uses."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+@dataclass
+class Package:
+    dir_name: str  # the folder under src/, which is also the import name
+    path: Path
+    name: str  # distribution name from pyproject.toml
+    version: str
+    deploy: str  # "ecs", "lambda" or "library"
+    local_deps: set[str] = field(default_factory=set)  # dir_names it depends on
+
+
+def is_shared(root: Path = ROOT) -> bool:
+    """Shared layout: one uv workspace at the root; independent: one project per package."""
+    return "workspace" in _load(root / "pyproject.toml").get("tool", {}).get("uv", {})
+
+
+def _deploy_kind(path: Path, dir_name: str, pyproject: dict) -> str:
+    # An explicit `[tool.monorepo] deploy = "..."` wins; otherwise the package's shape says
+    # it: a Lambda exposes handler.py, an ECS job runs as `python -m <pkg>`.
+    explicit = pyproject.get("tool", {}).get("monorepo", {}).get("deploy")
+    if explicit:
+        return str(explicit)
+    module = path / dir_name
+    if (module / "handler.py").is_file():
+        return "lambda"
+    if (module / "__main__.py").is_file():
+        return "ecs"
+    return "library"
+
+
+def _lock_edges(lock_path: Path) -> dict[Path, set[Path]]:
+    """Local package folder -> local package folders it depends on, as one lockfile says.
+
+    A lock lists each local package with a source such as ``{ editable = "src/x" }``
+    (workspace member) or ``{ directory = "../x" }`` (path dependency), relative to the
+    lock's folder, and its dependencies (runtime, extras and groups) by name.
+    """
+    lock = _load(lock_path)
+    base = lock_path.parent
+    local: dict[str, Path] = {}
+    for pkg in lock.get("package", []):
+        source = pkg.get("source", {})
+        for kind in ("editable", "virtual", "directory", "path"):
+            if kind in source:
+                local[pkg["name"]] = (base / source[kind]).resolve()
+    edges: dict[Path, set[Path]] = {}
+    for pkg in lock.get("package", []):
+        if pkg["name"] not in local:
+            continue
+        deps = list(pkg.get("dependencies", []))
+        for table in ("optional-dependencies", "dev-dependencies"):
+            for group in pkg.get(table, {}).values():
+                deps.extend(group)
+        targets = {local[d["name"]] for d in deps if d["name"] in local}
+        edges.setdefault(local[pkg["name"]], set()).update(targets)
+    return edges
+
+
+def discover(root: Path = ROOT) -> dict[str, Package]:
+    """Every package under src/, keyed by folder name, with its local dependencies."""
+    packages: dict[str, Package] = {}
+    for pyproject_path in sorted((root / "src").glob("*/pyproject.toml")):
+        path = pyproject_path.parent
+        project = _load(pyproject_path)
+        meta = project.get("project", {})
+        packages[path.name] = Package(
+            dir_name=path.name,
+            path=path,
+            name=meta.get("name", path.name),
+            version=str(meta.get("version", "0")),
+            deploy=_deploy_kind(path, path.name, project),
+        )
+    by_path = {p.path.resolve(): p for p in packages.values()}
+    # Shared layout: the root lock holds the whole workspace. Independent layout: each
+    # package's own lock holds its path dependencies (and theirs).
+    locks = [root / "uv.lock", *(p.path / "uv.lock" for p in packages.values())]
+    for lock_path in locks:
+        if not lock_path.is_file():
+            continue
+        for source, targets in _lock_edges(lock_path).items():
+            if source in by_path:
+                by_path[source].local_deps.update(
+                    by_path[t].dir_name for t in targets if t in by_path and t != source
+                )
+    return packages
+
+
+def dependents(packages: dict[str, Package], changed: set[str]) -> set[str]:
+    """The changed packages plus every package that depends on one of them, transitively."""
+    result = set(changed)
+    grew = True
+    while grew:
+        grew = False
+        for pkg in packages.values():
+            if pkg.dir_name not in result and pkg.local_deps & result:
+                result.add(pkg.dir_name)
+                grew = True
+    return result

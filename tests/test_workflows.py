@@ -1,0 +1,278 @@
+"""The generated workflows, for every answer combination: linters clean, actions pinned,
+least privilege, and a matrix that comes from the repository rather than a hand-kept list.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import gha
+import pytest
+import yaml
+from conftest import copy_template
+
+# The linters come from the template's dev dependency group, next to this interpreter.
+BIN = Path(sys.executable).parent
+LINT_ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+
+LAYOUTS = ["shared", "independent"]
+TARGETS = {"ecs": ["ecs"], "lambda": ["lambda"], "both": ["ecs", "lambda"]}
+COMBOS = [
+    (layout, targets, arch)
+    for layout, targets in itertools.product(LAYOUTS, TARGETS)
+    for arch in (["arm64", "x86_64"] if "lambda" in TARGETS[targets] else ["arm64"])
+]
+COMBO_IDS = [f"{layout}-{targets}-{arch}" for layout, targets, arch in COMBOS]
+PINNED = re.compile(r"^\s*-?\s*uses: ([\w.-]+/[\w./-]+)@([0-9a-f]{40}) # (v\d+\.\d+\.\d+)\s*$")
+
+
+@pytest.fixture(scope="module")
+def renders(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str, str], Path]:
+    """Every answer combination that changes a workflow, rendered once for the module."""
+    root = tmp_path_factory.mktemp("workflows")
+    return {
+        combo: copy_template(
+            root / "-".join(combo),
+            tasks=False,
+            workspace_layout=combo[0],
+            deploy_targets=TARGETS[combo[1]],
+            lambda_architecture=combo[2],
+        )
+        for combo in COMBOS
+    }
+
+
+def workflow_files(repo: Path) -> list[Path]:
+    return sorted((repo / ".github" / "workflows").glob("*.yml"))
+
+
+def tool(name: str) -> str:
+    path = BIN / name
+    assert path.exists(), f"{name} is missing: it belongs in the template's dev dependency group"
+    return str(path)
+
+
+def lint(*cmd: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, env=LINT_ENV, capture_output=True, text=True, check=False)
+
+
+def test_every_workflow_is_rendered(renders: dict) -> None:
+    for repo in renders.values():
+        names = [path.name for path in workflow_files(repo)]
+        assert names == ["cd.yml", "ci.yml", "template-update.yml"]
+
+
+@pytest.mark.parametrize("combo", COMBOS, ids=COMBO_IDS)
+def test_actionlint_finds_nothing(renders: dict, combo: tuple) -> None:
+    # actionlint runs shellcheck on every run: block only when shellcheck is on PATH.
+    tool("shellcheck")
+    result = lint(tool("actionlint"), *map(str, workflow_files(renders[combo])))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("combo", COMBOS, ids=COMBO_IDS)
+def test_zizmor_finds_nothing(renders: dict, combo: tuple) -> None:
+    # Pedantic is zizmor's strictest persona short of auditing: it includes the default one.
+    result = lint(tool("zizmor"), "--offline", "--persona=pedantic", str(renders[combo]))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "No findings" in result.stdout
+
+
+@pytest.mark.parametrize("combo", COMBOS, ids=COMBO_IDS)
+def test_workflows_match_github_schema(renders: dict, combo: tuple) -> None:
+    files = map(str, workflow_files(renders[combo]))
+    cmd = [tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", *files]
+    result = lint(*cmd)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_linters_do_report_problems(tmp_path: Path) -> None:
+    """The clean results above mean something: the same linters flag a bad workflow."""
+    workflows = tmp_path / ".github" / "workflows"
+    workflows.mkdir(parents=True)
+    bad = workflows / "bad.yml"
+    bad.write_text(
+        "on: push\n"
+        "jobs:\n"
+        "  build:\n"
+        "    runs-on: ubuntu-24.04\n"
+        "    steps:\n"
+        "      - uses: actions/checkout@v5\n"
+        "      - run: echo $GITHUB_SHA > $RUNNER_TEMP/sha\n"
+    )
+    actionlint = lint(tool("actionlint"), str(bad))
+    assert actionlint.returncode != 0
+    assert "SC2086" in actionlint.stdout, "actionlint ran without shellcheck"
+    zizmor = lint(tool("zizmor"), "--offline", str(tmp_path))
+    assert zizmor.returncode != 0
+    assert "unpinned-uses" in zizmor.stdout
+    assert "artipacked" in zizmor.stdout
+
+
+def test_every_action_is_pinned_to_one_commit(renders: dict) -> None:
+    """A full commit SHA with its version beside it, and one SHA per action everywhere."""
+    pins: dict[str, set[tuple[str, str]]] = {}
+    for repo in renders.values():
+        for path in workflow_files(repo):
+            for line in path.read_text().splitlines():
+                if "uses:" not in line:
+                    continue
+                match = PINNED.match(line)
+                assert match, f"{path.name}: not pinned to a commit with a # vX.Y.Z note: {line}"
+                pins.setdefault(match[1], set()).add((match[2], match[3]))
+    assert "actions/checkout" in pins
+    spread = {action: found for action, found in pins.items() if len(found) > 1}
+    assert not spread, f"one action, several pins: {spread}"
+
+
+def test_permissions_are_least_privilege(renders: dict) -> None:
+    for repo in renders.values():
+        for path in workflow_files(repo):
+            workflow = gha.load(path)
+            assert workflow["permissions"] == {}, path.name
+            for name, job in workflow["jobs"].items():
+                granted = job["permissions"]
+                checks_out = any("actions/checkout@" in s.get("uses", "") for s in job["steps"])
+                assert granted.get("contents") == ("read" if checks_out else None), (
+                    path.name,
+                    name,
+                )
+                writes = {scope for scope, level in granted.items() if level == "write"}
+                # Only release jobs talk to AWS, and only through an OIDC token.
+                expected = {"id-token"} if path.name == "cd.yml" and name != "plan" else set()
+                assert writes == expected, (path.name, name, granted)
+                for step in job["steps"]:
+                    if step.get("uses", "").startswith("actions/checkout@"):
+                        assert step["with"]["persist-credentials"] is False, (path.name, name)
+            assert "secrets." not in path.read_text(), f"{path.name}: no stored keys"
+
+
+def test_uv_setup_caches_per_package_except_in_releases(renders: dict) -> None:
+    repo = renders[("shared", "both", "arm64")]
+    for path in workflow_files(repo):
+        workflow = gha.load(path)
+        for name, job in workflow["jobs"].items():
+            for step in job["steps"]:
+                if not step.get("uses", "").startswith("astral-sh/setup-uv@"):
+                    continue
+                settings = step["with"]
+                if path.name == "ci.yml":
+                    assert settings["enable-cache"] is True, name
+                    assert settings["version"] == "${{ env.UV_VERSION }}"
+                else:
+                    assert settings["enable-cache"] is False, (path.name, name)
+    ci = gha.load(repo / ".github" / "workflows" / "ci.yml")
+    test_uv = next(s for s in ci["jobs"]["test"]["steps"] if "setup-uv" in s.get("uses", ""))
+    assert test_uv["with"]["cache-suffix"] == "${{ matrix.package }}"
+    assert ci["env"]["UV_VERSION"] == "0.13.8"
+
+
+def test_matrices_come_from_the_repository(renders: dict) -> None:
+    """No package list in a workflow: matrices are computed, and skipped when empty."""
+    repo = renders[("independent", "both", "arm64")]
+    workflows = repo / ".github" / "workflows"
+    ci = gha.load(workflows / "ci.yml")
+    assert ci["jobs"]["test"]["strategy"]["matrix"]["package"] == (
+        "${{ fromJSON(needs.affected.outputs.packages) }}"
+    )
+    assert ci["jobs"]["test"]["if"] == "needs.affected.outputs.packages != '[]'"
+    cd = gha.load(workflows / "cd.yml")
+    for kind in ("ecs", "lambda"):
+        assert cd["jobs"][kind]["if"] == f"needs.plan.outputs.{kind} != '[]'"
+        matrix = cd["jobs"][kind]["strategy"]["matrix"]["include"]
+        assert matrix == f"${{{{ fromJSON(needs.plan.outputs.{kind}) }}}}"
+    for path in workflow_files(repo):
+        for package in (p.name for p in (repo / "src").iterdir()):
+            assert package not in path.read_text(), f"{path.name} names {package}"
+
+
+@pytest.mark.parametrize(
+    ("arch", "platform"), [("arm64", "linux/arm64"), ("x86_64", "linux/amd64")]
+)
+def test_lambda_images_are_single_platform_without_provenance(
+    renders: dict, arch: str, platform: str
+) -> None:
+    cd = gha.load(renders[("shared", "lambda", arch)] / ".github" / "workflows" / "cd.yml")
+    assert cd["env"]["LAMBDA_PLATFORM"] == platform
+    build = next(
+        s for s in cd["jobs"]["lambda"]["steps"] if s.get("name") == "Build and push the image"
+    )
+    command = " ".join(build["run"].split())
+    assert '--platform "$LAMBDA_PLATFORM" --provenance=false' in command
+    assert command.startswith("docker build -f docker/Dockerfile.lambda --build-arg SERVICE_NAME=")
+    aws = [
+        s for s in cd["jobs"]["lambda"]["steps"] if "configure-aws-credentials" in s.get("uses", "")
+    ]
+    assert aws[0]["with"]["role-to-assume"] == "${{ vars.AWS_ROLE_ARN }}"
+
+
+def test_workflows_call_only_what_the_repository_has(renders: dict) -> None:
+    """Every script and Dockerfile a workflow names is generated with it, for every answer."""
+    for combo, repo in renders.items():
+        for path in workflow_files(repo):
+            text = path.read_text()
+            for name in re.findall(r"\b(scripts/\w+\.py|docker/Dockerfile\.\w+)", text):
+                if path.name == "cd.yml" and not _target_present(text, name, combo):
+                    continue
+                assert (repo / name).is_file(), f"{'-'.join(combo)} {path.name} calls {name}"
+
+
+def _target_present(text: str, name: str, combo: tuple) -> bool:
+    # cd.yml keeps both release jobs (each skipped when it has nothing to build); only the
+    # targets the repository was generated for need their files.
+    targets = TARGETS[combo[1]]
+    if name in ("docker/Dockerfile.venv", "scripts/upload_all.py"):
+        return "ecs" in targets
+    if name == "docker/Dockerfile.lambda":
+        return "lambda" in targets
+    return True
+
+
+@pytest.mark.parametrize("combo", COMBOS, ids=COMBO_IDS)
+def test_readme_tells_a_team_how_to_turn_on_cd(renders: dict, combo: tuple) -> None:
+    readme = (renders[combo] / "README.md").read_text()
+    assert "## CI/CD (GitHub Actions)" in readme
+    ci = gha.load(renders[combo] / ".github" / "workflows" / "ci.yml")
+    for job in ci["jobs"].values():
+        assert job["name"].replace(" ${{ matrix.package }}", " `<pkg>`") in readme
+    assert "`AWS_ROLE_ARN`" in readme
+    targets = TARGETS[combo[1]]
+    assert ("`ARTIFACTS_BUCKET`" in readme) == ("ecs" in targets)
+    assert ("`ECR_REPOSITORY_PREFIX`" in readme) == ("lambda" in targets)
+
+
+def test_other_answers_leave_the_workflows_alone(renders: dict, tmp_path: Path) -> None:
+    """The combinations above cover every answer set: the rest change no workflow, except
+    for the region and bucket, which cd.yml carries as plain values."""
+    other = copy_template(
+        tmp_path / "other",
+        tasks=False,
+        python_version="3.10",
+        package_prefix="acme",
+        artifact_naming="nested",
+        project_name="Other Name",
+        aws_region="us-east-2",
+        artifacts_bucket="acme-releases",
+    )
+    base = renders[("shared", "both", "arm64")]
+    cd = gha.load(other / ".github" / "workflows" / "cd.yml")
+    assert cd["env"]["AWS_REGION"] == "us-east-2"
+    assert cd["env"]["DEFAULT_ARTIFACTS_BUCKET"] == "acme-releases"
+    for path in workflow_files(base):
+        text = (other / ".github" / "workflows" / path.name).read_text()
+        text = text.replace("us-east-2", "eu-west-1").replace("acme-releases", "nt-artifacts")
+        assert text == path.read_text(), path.name
+
+
+def test_dependabot_keeps_the_pins_current(renders: dict) -> None:
+    # zizmor (above) also audits this file: a missing cooldown is a finding.
+    config = renders[("shared", "both", "arm64")] / ".github" / "dependabot.yml"
+    result = lint(tool("check-jsonschema"), "--builtin-schema", "vendor.dependabot", str(config))
+    assert result.returncode == 0, result.stdout + result.stderr
+    ecosystems = [u["package-ecosystem"] for u in yaml.safe_load(config.read_text())["updates"]]
+    assert ecosystems == ["github-actions"]
