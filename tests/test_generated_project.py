@@ -88,3 +88,12 @@ def test_skip_tasks_leaves_locks_to_the_user(tmp_path: Path) -> None:
     )
     assert (dst / "pyproject.toml").is_file()
     assert not (dst / "uv.lock").exists() and not (dst / ".git").exists()
+
+
+def test_pytest_copie_renders_the_defaults(copie) -> None:
+    # pytest-copie's own fixture, as template users would test a fork: defaults, tasks run.
+    result = copie.copy(extra_answers={"package_prefix": "acme"})
+    assert result.exit_code == 0, result.exception
+    assert result.answers["package_prefix"] == "acme"
+    assert (result.project_dir / "uv.lock").is_file()
+    assert (result.project_dir / "src/acme_common/acme_common/settings.py").is_file()
