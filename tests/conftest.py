@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from copier import run_copy
+from gitrepo import commit_all
 
 TEMPLATE = Path(__file__).resolve().parents[1]
 
@@ -118,11 +119,6 @@ def tree_snapshot(root: Path) -> dict[str, bytes]:
     }
 
 
-def git_commit_all(repo: Path, message: str) -> None:
-    run(["git", "add", "-A"], cwd=repo)
-    run(["git", "commit", "--quiet", "--allow-empty", "-m", message], cwd=repo)
-
-
 class TemplateReleases:
     """A throwaway git repo of this template with PEP 440 tags, for update paths.
 
@@ -153,7 +149,7 @@ class TemplateReleases:
                 target.write_bytes(source.read_bytes())
         if edit is not None:
             edit(self.path)
-        git_commit_all(self.path, f"release {tag}")
+        commit_all(self.path, f"release {tag}")
         run(["git", "tag", tag], cwd=self.path)
         return tag
 

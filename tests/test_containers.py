@@ -23,7 +23,8 @@ from types import ModuleType
 
 import builder
 import pytest
-from conftest import run
+from conftest import copy_template, run
+from gitrepo import commit_all
 
 # The builder tier's session fixture (installs and sets up buildah/podman once per run).
 container_builder = builder.container_builder
@@ -383,11 +384,9 @@ def test_packages_added_later_build_with_the_same_dockerfiles(
     project: Path, tag: str, container_builder: ModuleType, tmp_path: Path
 ) -> None:
     """The Dockerfiles are generic: packages from the package kind need no edit to ship."""
-    from conftest import copy_template, git_commit_all
-
     repo = tmp_path / "repo"
     shutil.copytree(project, repo, symlinks=True)
-    git_commit_all(repo, "generated")
+    commit_all(repo, "generated")
     for name, package_type in (("reports", "ecs"), ("webhook", "lambda")):
         copy_template(
             repo, tasks=True, template_kind="package", package_name=name, package_type=package_type

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TEMPLATE, copy_template, git_commit_all, run, tree_snapshot
+from conftest import TEMPLATE, copy_template, run, tree_snapshot
+from gitrepo import commit_all
 
 pytestmark = pytest.mark.slow
 
@@ -30,7 +31,7 @@ def repo_with_packages(request, tmp_path_factory) -> Path:
         python_version="3.11",
         lambda_architecture="x86_64",
     )
-    git_commit_all(repo, "generated")
+    commit_all(repo, "generated")
     for package_type in PACKAGE_TYPES:
         add_package(repo, f"new_{package_type}", package_type)
     add_package(repo, "standalone", "library", depends_on_common=False)
@@ -92,9 +93,9 @@ def test_new_ecs_package_runs_as_a_module(repo_with_packages: Path) -> None:
 @pytest.fixture(scope="module")
 def generated_repo(tmp_path_factory) -> Path:
     repo = copy_template(tmp_path_factory.mktemp("refusals") / "repo", tasks=True)
-    git_commit_all(repo, "generated")
+    commit_all(repo, "generated")
     add_package(repo, "billing")
-    git_commit_all(repo, "billing")
+    commit_all(repo, "billing")
     return repo
 
 
@@ -131,7 +132,7 @@ def test_make_new_package_uses_the_pinned_copier(template_releases, tmp_path: Pa
     template_releases.release("0.1.0")
     repo = tmp_path / "repo"
     copy_template(repo, tasks=True, src=template_releases.path, vcs_ref="0.1.0")
-    git_commit_all(repo, "generated")
+    commit_all(repo, "generated")
     run(["make", "new-package", "NAME=reports", "TYPE=ecs"], cwd=repo)
     assert (repo / "src/nt_reports/nt_reports/job.py").is_file()
     answers = yaml.safe_load((repo / ".copier/package-reports.yml").read_text())

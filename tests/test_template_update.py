@@ -2,53 +2,32 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import gha
 import pytest
-from conftest import TEMPLATE, run
-from copier import run_copy
+from conftest import copy_template
 from gitrepo import commit_all, git
 
 pytestmark = pytest.mark.slow
 
 
-def test_template_update_job_reports_a_newer_release(tmp_path: Path) -> None:
-    # A tagged template repository made from this checkout, working tree included.
-    template = tmp_path / "template"
-    listed = run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=TEMPLATE)
-    for relative in listed.stdout.splitlines():
-        source = TEMPLATE / relative
-        if source.is_file():
-            (template / relative).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, template / relative)
-    git(template, "init", "--quiet", "--initial-branch=main")
-    commit_all(template, "Template")
-    git(template, "tag", "v1.0.0")
+def test_template_update_job_reports_a_newer_release(tmp_path: Path, template_releases) -> None:
+    template = template_releases.path
+    template_releases.release("v1.0.0")
 
-    project = tmp_path / "project"
-    run_copy(
-        str(template),
-        project,
-        defaults=True,
-        unsafe=True,
-        vcs_ref="v1.0.0",
-        skip_tasks=True,
-        quiet=True,
-    )
+    project = copy_template(tmp_path / "project", tasks=False, src=template, vcs_ref="v1.0.0")
     git(project, "init", "--quiet", "--initial-branch=main")
     commit_all(project, "Generated")
     # A package added later keeps its own answers file, checked as well.
-    run_copy(
-        str(template),
+    copy_template(
         project,
-        data={"template_kind": "package", "package_name": "billing", "package_type": "library"},
-        defaults=True,
-        unsafe=True,
+        tasks=False,
+        src=template,
         vcs_ref="v1.0.0",
-        skip_tasks=True,
-        quiet=True,
+        template_kind="package",
+        package_name="billing",
+        package_type="library",
     )
     assert (project / ".copier" / "package-billing.yml").is_file()
     commit_all(project, "Add billing")
@@ -59,8 +38,7 @@ def test_template_update_job_reports_a_newer_release(tmp_path: Path) -> None:
     summary = (tmp_path / ".github-summary-check-update").read_text()
     assert "up to date" in summary
 
-    commit_all(template, "A template improvement")
-    git(template, "tag", "v1.1.0")
+    template_releases.release("v1.1.0")
     results, _ = gha.run_job(project, workflow, "check-update")
     assert [r.returncode for r in results] == [0], gha.describe(results)
     assert "::warning::A newer template version is out" in results[0].output

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import copy_template, git_commit_all, run, tree_snapshot
+from conftest import copy_template, run, tree_snapshot
 from copier import run_update
+from gitrepo import commit_all
 
 pytestmark = pytest.mark.slow
 
@@ -77,7 +78,7 @@ def old_repo(request, template_releases, tmp_path: Path) -> Path:
         vcs_ref="0.1.0",
         workspace_layout=request.param,
     )
-    git_commit_all(repo, "generated from 0.1.0")
+    commit_all(repo, "generated from 0.1.0")
     return repo
 
 
@@ -90,7 +91,7 @@ def test_update_brings_template_changes_and_keeps_team_work(old_repo: Path, temp
     run(["uv", "add", "--quiet", "--directory", "src/nt_api", "six>=1.16"], cwd=repo)
     for package_type in ("library", "ecs", "lambda"):
         add_package(repo, "0.1.0", f"team_{package_type}", package_type)
-    git_commit_all(repo, "team work")
+    commit_all(repo, "team work")
     team_lib_core = repo / "src/nt_team_library/nt_team_library/core.py"
     assert OLD_CORE_DOC in team_lib_core.read_text()
 
@@ -112,7 +113,7 @@ def test_update_brings_template_changes_and_keeps_team_work(old_repo: Path, temp
     tests = run(["make", "test"], cwd=repo).stdout
     assert "== nt_team_lambda" in tests and " failed" not in tests
     run(["make", "lock-check"], cwd=repo)
-    git_commit_all(repo, "update to 0.2.0")
+    commit_all(repo, "update to 0.2.0")
 
     # One package updated alone; the root answers stay byte-for-byte as they were.
     root_answers = (repo / ".copier-answers.yml").read_bytes()
@@ -131,7 +132,7 @@ def test_make_update_packages_updates_every_package(old_repo: Path, template_rel
     repo = old_repo
     add_package(repo, "0.1.0", "one", "library")
     add_package(repo, "0.1.0", "two", "library")
-    git_commit_all(repo, "packages")
+    commit_all(repo, "packages")
     template_releases.release("0.2.0")
     run(["make", "update-packages"], cwd=repo)
     for name in ("one", "two"):
@@ -145,7 +146,7 @@ def test_make_update_packages_updates_every_package(old_repo: Path, template_rel
 def test_conflicting_edit_leaves_inline_markers(old_repo: Path, template_releases) -> None:
     logs = old_repo / "src/nt_common/nt_common/logs.py"
     replace_in(logs, OLD_LOGS_DOC, '"""Team-specific logging, tuned for our dashboards."""')
-    git_commit_all(old_repo, "team edits the same line as the template")
+    commit_all(old_repo, "team edits the same line as the template")
     template_releases.release("0.2.0")
     update(old_repo)
     text = logs.read_text()
