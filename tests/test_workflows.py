@@ -22,10 +22,12 @@ LINT_ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
 
 LAYOUTS = ["shared", "independent"]
 TARGETS = {"ecs": ["ecs"], "lambda": ["lambda"], "both": ["ecs", "lambda"]}
+# One architecture per combination, answered for Lambda and ECS alike: every value of both
+# answers is covered without doubling the matrix.
 COMBOS = [
     (layout, targets, arch)
     for layout, targets in itertools.product(LAYOUTS, TARGETS)
-    for arch in (["arm64", "x86_64"] if "lambda" in TARGETS[targets] else ["arm64"])
+    for arch in ["arm64", "x86_64"]
 ]
 COMBO_IDS = [f"{layout}-{targets}-{arch}" for layout, targets, arch in COMBOS]
 PINNED = re.compile(r"^\s*-?\s*uses: ([\w.-]+/[\w./-]+)@([0-9a-f]{40}) # (v\d+\.\d+\.\d+)\s*$")
@@ -42,6 +44,7 @@ def renders(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str, st
             workspace_layout=combo[0],
             deploy_targets=TARGETS[combo[1]],
             lambda_architecture=combo[2],
+            ecs_architecture=combo[2],
         )
         for combo in COMBOS
     }
@@ -216,7 +219,7 @@ def test_workflows_call_only_what_the_repository_has(renders: dict) -> None:
     for combo, repo in renders.items():
         for path in workflow_files(repo):
             text = path.read_text()
-            for name in re.findall(r"\b(scripts/\w+\.py|docker/Dockerfile\.\w+)", text):
+            for name in re.findall(r"\b(scripts/\w+\.(?:py|sh)|docker/Dockerfile\.\w+)", text):
                 if path.name == "cd.yml" and not _target_present(text, name, combo):
                     continue
                 assert (repo / name).is_file(), f"{'-'.join(combo)} {path.name} calls {name}"
@@ -226,7 +229,7 @@ def _target_present(text: str, name: str, combo: tuple) -> bool:
     # cd.yml keeps both release jobs (each skipped when it has nothing to build); only the
     # targets the repository was generated for need their files.
     targets = TARGETS[combo[1]]
-    if name in ("docker/Dockerfile.venv", "scripts/upload_all.py"):
+    if name in ("docker/Dockerfile.venv", "docker/Dockerfile.runtime", "scripts/upload_all.py"):
         return "ecs" in targets
     if name == "docker/Dockerfile.lambda":
         return "lambda" in targets
@@ -252,7 +255,8 @@ def test_other_answers_leave_the_workflows_alone(renders: dict, tmp_path: Path) 
     other = copy_template(
         tmp_path / "other",
         tasks=False,
-        python_version="3.10",
+        python_version="3.11",
+        ecs_architecture="arm64",
         package_prefix="acme",
         artifact_naming="nested",
         project_name="Other Name",
@@ -266,6 +270,7 @@ def test_other_answers_leave_the_workflows_alone(renders: dict, tmp_path: Path) 
     for path in workflow_files(base):
         text = (other / ".github" / "workflows" / path.name).read_text()
         text = text.replace("us-east-2", "eu-west-1").replace("acme-releases", "nt-artifacts")
+        text = text.replace("other-name-runtime", "my-monorepo-runtime")
         assert text == path.read_text(), path.name
 
 
