@@ -214,6 +214,32 @@ def test_lambda_images_are_single_platform_without_provenance(
     assert aws[0]["with"]["role-to-assume"] == "${{ vars.AWS_ROLE_ARN }}"
 
 
+@pytest.mark.parametrize(("arch", "platform"), [("arm64", "linux/arm64"), ("x86_64", "linux/amd64")])
+def test_ecs_artifacts_are_built_for_the_answered_architecture(
+    renders: dict, arch: str, platform: str
+) -> None:
+    """Tarball and runtime image share one platform, from the answers, on x86_64 runners."""
+    repo = renders[("shared", "ecs", arch)]
+    cd = gha.load(repo / ".github" / "workflows" / "cd.yml")
+    assert cd["env"]["ECS_PLATFORM"] == platform
+    commands = {
+        job: " ".join(step["run"].split())
+        for job in ("ecs", "runtime")
+        for step in cd["jobs"][job]["steps"]
+        if "docker build" in step.get("run", "")
+    }
+    assert commands["ecs"].startswith('docker build -f docker/Dockerfile.venv --platform "$ECS_PLATFORM"')
+    assert commands["runtime"].startswith(
+        'docker build -f docker/Dockerfile.runtime --platform "$ECS_PLATFORM"'
+    )
+    assert {cd["jobs"][job]["runs-on"] for job in cd["jobs"]} == {"ubuntu-24.04"}
+    makefile = (repo / "Makefile").read_text()
+    assert f"ECS_PLATFORM ?= {platform}" in makefile
+    assert f"PYTHON_PLATFORM={'aarch64' if arch == 'arm64' else 'x86_64'}-manylinux_2_36" in (
+        repo / "docker" / "Dockerfile.venv"
+    ).read_text()
+
+
 def test_workflows_call_only_what_the_repository_has(renders: dict) -> None:
     """Every script and Dockerfile a workflow names is generated with it, for every answer."""
     for combo, repo in renders.items():
@@ -246,7 +272,12 @@ def test_readme_tells_a_team_how_to_turn_on_cd(renders: dict, combo: tuple) -> N
     assert "`AWS_ROLE_ARN`" in readme
     targets = TARGETS[combo[1]]
     assert ("`ARTIFACTS_BUCKET`" in readme) == ("ecs" in targets)
-    assert ("`ECR_REPOSITORY_PREFIX`" in readme) == ("lambda" in targets)
+    # Every repo pushes images: Lambda functions, or the ECS runtime image.
+    assert "`ECR_REPOSITORY_PREFIX`" in readme
+    assert ("-runtime:<commit SHA>" in readme) == ("ecs" in targets)
+    assert "no QEMU" in readme and "setup-qemu-action" not in (
+        renders[combo] / ".github" / "workflows" / "cd.yml"
+    ).read_text()
 
 
 def test_other_answers_leave_the_workflows_alone(renders: dict, tmp_path: Path) -> None:
