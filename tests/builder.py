@@ -52,6 +52,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -856,13 +857,6 @@ def ensure_images(
         for arch in lambdas:
             ensure_lambda(python_version, arch)
         ensure_uv(uv_version)
-        # The pre-bookworm-suffix name the current Dockerfiles use, as a second tag on the
-        # amd64 instance (free). Goes once every Dockerfile names python:3.X-slim-bookworm.
-        if "x86_64" in slim:
-            _run(
-                ["podman", "tag", slim_instance(python_version, "x86_64"), f"python:{python_version}-slim"],
-                stdout=subprocess.DEVNULL,
-            )
 
 
 def setup(uv_version: str) -> None:
@@ -975,9 +969,10 @@ def export_rootfs(image: str, arch: str | None = None, dest: Path | None = None)
         root = Path(dest) if dest else CACHE / "rootfs" / image_id
         if root.is_dir():
             return root
-        tmp = root.with_name(root.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        # pytest-xdist workers may export the same image at once: each unpacks into its own
+        # folder, and the first rename wins.
+        root.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f"{root.name}.", dir=root.parent))
         export = subprocess.Popen(
             ["podman", "export", ctr], stdout=subprocess.PIPE, env=builder_env()
         )
@@ -986,7 +981,10 @@ def export_rootfs(image: str, arch: str | None = None, dest: Path | None = None)
         )
         if export.wait() != 0:
             raise BuilderUnavailable(f"podman export of {image} failed")
-        tmp.rename(root)
+        try:
+            tmp.rename(root)
+        except OSError:  # another worker's export landed first
+            shutil.rmtree(tmp, ignore_errors=True)
         return root
     finally:
         _run(["podman", "rm", "-f", ctr], capture_output=True, check=False)
@@ -1039,15 +1037,6 @@ def resolve_in_root(root: Path, path: str) -> Path:
             continue
         resolved.append(part)
     return root.joinpath(*resolved)
-
-
-def elf_machine(path: Path) -> str:
-    """The ELF e_machine of a binary: 'aarch64', 'x86_64' or the raw number."""
-    header = path.read_bytes()[:20]
-    if header[:4] != b"\x7fELF":
-        raise ValueError(f"{path} is not an ELF file")
-    machine = int.from_bytes(header[18:20], "little" if header[5] == 1 else "big")
-    return {0xB7: "aarch64", 0x3E: "x86_64"}.get(machine, str(machine))
 
 
 def qemu_aarch64() -> str:
@@ -1106,9 +1095,17 @@ def build(
     target: str | None = None,
     output: Path | None = None,
     extra: list[str] | None = None,
+    platform: str = "linux/amd64",
 ) -> BuildResult:
+    """Build as BuildKit would with ``--platform``, on this amd64 machine.
+
+    buildah 1.28 does not predefine BUILDPLATFORM/TARGETPLATFORM for FROM lines, so they are
+    passed as build args (BuildKit sets them itself).
+    """
     cmd = ["buildah", "bud", "--pull=never", "--layers", "-f", str(Path(context) / dockerfile)]
-    for key, value in (build_args or {}).items():
+    cmd += ["--platform", platform]
+    build_args = {"BUILDPLATFORM": "linux/amd64", "TARGETPLATFORM": platform, **(build_args or {})}
+    for key, value in build_args.items():
         cmd += ["--build-arg", f"{key}={value}"]
     if tag:
         cmd += ["-t", tag]

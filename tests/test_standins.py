@@ -14,6 +14,7 @@ import stat
 from pathlib import Path
 from types import ModuleType
 
+import artifacts
 import builder
 import pytest
 
@@ -108,7 +109,7 @@ def test_lambda_standins_carry_the_real_configuration(
     root = builder.export_rootfs(name, arch=arch)
     for link in (f"python{version}", "python3"):
         python = builder.resolve_in_root(root, f"/var/lang/bin/{link}")
-        assert builder.elf_machine(python) == {"x86_64": "x86_64", "arm64": "aarch64"}[arch]
+        assert artifacts.elf_machine(python) == {"x86_64": "x86_64", "arm64": "aarch64"}[arch]
     # No Debian python3 behind /var/lang's back.
     assert not os.path.lexists(root / "usr/bin/python3")
 
@@ -171,7 +172,7 @@ def test_arm64_standins_are_arm64(kind: str, version: str, arm64_builder: Module
     assert builder.inspect(instance)["Architecture"] == "arm64"
     root = builder.export_rootfs(name, arch="arm64")
     python = builder.resolve_in_root(root, PYTHON_PATH[kind].format(v=version))
-    assert builder.elf_machine(python) == "aarch64"
+    assert artifacts.elf_machine(python) == "aarch64"
 
 
 def test_run_in_an_arm64_stage_fails_because_nothing_emulates(
@@ -181,7 +182,7 @@ def test_run_in_an_arm64_stage_fails_because_nothing_emulates(
     base = builder.ensure_lambda("3.13", "arm64")
     (tmp_path / "Dockerfile").write_text(f"FROM {base}\nRUN true\n")
     with pytest.raises(AssertionError, match="exec format error"):
-        builder.build(tmp_path, "Dockerfile", extra=["--platform", "linux/arm64"])
+        builder.build(tmp_path, "Dockerfile", platform="linux/arm64")
 
 
 @pytest.mark.parametrize(("kind", "version"), ARM64, ids=lambda v: v)
@@ -228,8 +229,7 @@ def _cross_build(
         tmp_path,
         "Dockerfile",
         tag=tag,
-        build_args={"BUILDPLATFORM": "linux/amd64", "TARGETPLATFORM": "linux/arm64"},
-        extra=["--platform", "linux/arm64"],
+        platform="linux/arm64",
     )
     try:
         info = builder.inspect(tag)
@@ -251,7 +251,7 @@ def test_one_slim_name_serves_both_stages_of_a_cross_build(
     assert info["Architecture"] == "arm64"
     built_on = (root / "built-on").read_text().split("\n")
     assert built_on[:2] == ["x86_64", "x86_64"] and built_on[2].startswith("uv ")
-    assert builder.elf_machine(builder.resolve_in_root(root, "/usr/local/bin/python3")) == "aarch64"
+    assert artifacts.elf_machine(builder.resolve_in_root(root, "/usr/local/bin/python3")) == "aarch64"
     # podman run (no platform asked) gets the host's instance.
     machine = builder.run(slim, "python3", "-c", "import platform; print(platform.machine())").stdout
     assert machine.strip() == "x86_64"
@@ -266,5 +266,5 @@ def test_unpinned_final_stage_inherits_the_build_platform(
     slim = builder.ensure_slim("3.11", "arm64")
     uv = builder.ensure_uv(builder.template_uv_version())
     info, root = _cross_build(tmp_path, slim, "localhost/standins-cross-unpinned", slim, uv)
-    machine = builder.elf_machine(builder.resolve_in_root(root, "/usr/local/bin/python3"))
+    machine = artifacts.elf_machine(builder.resolve_in_root(root, "/usr/local/bin/python3"))
     assert (info["Architecture"], machine) == ("arm64", "x86_64")
