@@ -69,6 +69,7 @@ def run(cmd: list[str], what: str) -> None:
     env = {key: value for key, value in os.environ.items() if key != "VIRTUAL_ENV"}
     result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     sys.stdout.write(result.stdout)
+    sys.stdout.flush()
     sys.stderr.write(result.stderr)
     if result.returncode != 0:
         raise Failed(f"{what} failed:\n{(result.stderr or result.stdout).strip()}")
@@ -87,6 +88,14 @@ def checkpoint(message: str) -> None:
     # the end. No hooks: these commits never outlive the command.
     git("add", "--all")
     git("commit", "--quiet", "--no-verify", "--allow-empty", "--message", f"switch-layout: {message}")
+    # Copier leaves inline markers where the team's edits and the layout change meet.
+    problems = check_conflicts.problems()
+    if problems:
+        raise Failed(
+            "copier update left conflicts with your edits:\n  "
+            + "\n  ".join(problems)
+            + "\nUndo those edits (or make them again after the switch), then run it again"
+        )
 
 
 def local_packages() -> dict[str, str]:
@@ -224,14 +233,6 @@ def switch(layout: str, old: str, copier: list[str]) -> None:
     merge_readme(copier, old, layout)
     relock(layout, sorted(pyprojects))
     checkpoint("sources, README.md and locks")
-    problems = check_conflicts.problems()
-    if problems:
-        raise Failed(
-            "copier update left conflicts with your edits:\n  "
-            + "\n  ".join(problems)
-            + "\nMove those edits out of the way (or make them in a separate commit after the "
-            "switch), then run it again."
-        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -242,7 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     copier = shlex.split(args.copier)
     try:
         if args.layout not in LAYOUTS:
-            raise Refused(f"unknown layout {args.layout!r}: use LAYOUT=shared or LAYOUT=independent")
+            raise Refused(
+                f"unknown layout {args.layout!r}: usage: make switch-layout LAYOUT=independent|shared"
+            )
         old = answer(ROOT / ROOT_ANSWERS, "workspace_layout")
         if old == args.layout:
             raise Refused(f"this repo already uses the {old} layout; nothing to do")
