@@ -21,7 +21,9 @@ import sys
 import monorepo
 
 # "Because nt-api depends on six==1.17.0 and nt-billing depends on six==1.16.0, ..."
-DEPENDS_ON = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?(?::\w+)? depends on ([^\s,]+)")
+DEPENDS_ON = re.compile(
+    r"([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?(?::\w+)? depends on ([^\s,]+)"
+)
 
 
 def requirement_name(requirement: str) -> str:
@@ -92,7 +94,11 @@ def main() -> int:
     for project in projects:
         result = subprocess.run(
             ["uv", "lock", "--directory", project],
-            cwd=monorepo.ROOT, env=env, stderr=subprocess.PIPE, text=True, check=False,
+            cwd=monorepo.ROOT,
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
         )
         sys.stderr.write(result.stderr)
         if result.returncode != 0:

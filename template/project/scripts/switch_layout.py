@@ -87,7 +87,14 @@ def checkpoint(message: str) -> None:
     # Copier updates only a clean tree: each step is committed, and all of them squashed at
     # the end. No hooks: these commits never outlive the command.
     git("add", "--all")
-    git("commit", "--quiet", "--no-verify", "--allow-empty", "--message", f"switch-layout: {message}")
+    git(
+        "commit",
+        "--quiet",
+        "--no-verify",
+        "--allow-empty",
+        "--message",
+        f"switch-layout: {message}",
+    )
     # Copier leaves inline markers where the team's edits and the layout change meet.
     problems = check_conflicts.problems()
     if problems:
@@ -114,7 +121,9 @@ def rewrite_sources(text: str, layout: str, local: dict[str, str]) -> str:
         elif in_sources and (match := SOURCE_LINE.match(stripped)):
             folder = local.get(monorepo.normalize(match["name"]))
             if folder:
-                value = "{ workspace = true }" if layout == "shared" else f'{{ path = "../{folder}" }}'
+                value = (
+                    "{ workspace = true }" if layout == "shared" else f'{{ path = "../{folder}" }}'
+                )
                 ending = "\n" if line.endswith("\n") else ""
                 line = f"{match['name']} = {value}{match['rest']}{ending}"
         lines.append(line)
@@ -123,15 +132,17 @@ def rewrite_sources(text: str, layout: str, local: dict[str, str]) -> str:
 
 def check_sources(layout: str, local: dict[str, str]) -> None:
     """Fail on a local source left in the other form (say, a multi-line table)."""
-    for name, folder in local.items():
+    for folder in local.values():
         path = ROOT / "src" / folder / "pyproject.toml"
         sources = monorepo._load(path).get("tool", {}).get("uv", {}).get("sources", {})
         for dist, source in sources.items():
             target = local.get(monorepo.normalize(dist))
             if not target or not isinstance(source, dict):
                 continue
-            ok = source.get("workspace") is True if layout == "shared" else (
-                source.get("path") == f"../{target}"
+            ok = (
+                source.get("workspace") is True
+                if layout == "shared"
+                else (source.get("path") == f"../{target}")
             )
             if not ok:
                 raise Failed(
@@ -166,19 +177,34 @@ def merge_readme(copier: list[str], old: str, new: str) -> None:
             dst = Path(tmp) / layout
             run(
                 [
-                    *copier, "copy", "--trust", "--defaults", "--quiet", "--skip-tasks",
-                    "--vcs-ref", answer(answers, "_commit"),
-                    "--data-file", str(data), "--data", f"workspace_layout={layout}",
+                    *copier,
+                    "copy",
+                    "--trust",
+                    "--defaults",
+                    "--quiet",
+                    "--skip-tasks",
+                    "--vcs-ref",
+                    answer(answers, "_commit"),
+                    "--data-file",
+                    str(data),
+                    "--data",
+                    f"workspace_layout={layout}",
                     # Only README.md is needed from each render.
-                    "--exclude", "*", "--exclude", "!README.md",
-                    answer(answers, "_src_path"), str(dst),
+                    "--exclude",
+                    "*",
+                    "--exclude",
+                    "!README.md",
+                    answer(answers, "_src_path"),
+                    str(dst),
                 ],
                 f"rendering README.md for the {layout} layout",
             )
             rendered[layout] = dst / "README.md"
         result = subprocess.run(
             ["git", "merge-file", "-p", str(readme), str(rendered[old]), str(rendered[new])],
-            capture_output=True, text=True, check=False,
+            capture_output=True,
+            text=True,
+            check=False,
         )
     if result.returncode == 0:
         readme.write_text(result.stdout)
@@ -215,18 +241,34 @@ def switch(layout: str, old: str, copier: list[str]) -> None:
     pyprojects = {
         folder: (ROOT / "src" / folder / "pyproject.toml").read_text() for folder in local.values()
     }
-    update = [*copier, "update", "--trust", "--defaults", "--vcs-ref", ":current:",
-              "--data", f"workspace_layout={layout}"]
+
+    # Between layouts the template changes a package's pyproject.toml only in its sources.
+    # Copier's 3-way merge reports a conflict wherever the team added a source next to the
+    # template's own (`uv add` puts it on the next line), so each package's pyproject.toml is
+    # kept as the team left it through the updates, and its sources are rewritten afterwards:
+    # every other line stays as it was.
+    def keep_pyprojects() -> None:
+        for folder, text in pyprojects.items():
+            (ROOT / "src" / folder / "pyproject.toml").write_text(text)
+
+    update = [
+        *copier,
+        "update",
+        "--trust",
+        "--defaults",
+        "--vcs-ref",
+        ":current:",
+        "--data",
+        f"workspace_layout={layout}",
+    ]
     run([*update, "--answers-file", ROOT_ANSWERS], f"copier update of {ROOT_ANSWERS}")
+    keep_pyprojects()
     checkpoint(ROOT_ANSWERS)
     for answers in sorted((ROOT / ".copier").glob("package-*.yml")):
         relative = str(answers.relative_to(ROOT))
         run([*update, "--answers-file", relative], f"copier update of {relative}")
+        keep_pyprojects()
         checkpoint(relative)
-    # Between layouts the template changes a package's pyproject.toml only in its sources.
-    # Copier's 3-way merge reports a conflict wherever the team added a source next to the
-    # template's own (`uv add` puts it on the next line), so the sources are rewritten here,
-    # on the file as the team left it: every other line stays as it was.
     for folder, text in pyprojects.items():
         (ROOT / "src" / folder / "pyproject.toml").write_text(rewrite_sources(text, layout, local))
     check_sources(layout, local)
@@ -238,13 +280,16 @@ def switch(layout: str, old: str, copier: list[str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("layout", help="shared or independent")
-    parser.add_argument("--copier", default="copier", help="the Copier command (make passes its pin)")
+    parser.add_argument(
+        "--copier", default="copier", help="the Copier command (make passes its pin)"
+    )
     args = parser.parse_args(argv)
     copier = shlex.split(args.copier)
     try:
         if args.layout not in LAYOUTS:
             raise Refused(
-                f"unknown layout {args.layout!r}: usage: make switch-layout LAYOUT=independent|shared"
+                f"unknown layout {args.layout!r}; "
+                "usage: make switch-layout LAYOUT=independent|shared"
             )
         old = answer(ROOT / ROOT_ANSWERS, "workspace_layout")
         if old == args.layout:
@@ -272,7 +317,8 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    print(f"switch-layout: now in the {args.layout} layout, committed as one commit ({git('rev-parse', '--short', 'HEAD').strip()}).")
+    commit = git("rev-parse", "--short", "HEAD").strip()
+    print(f"switch-layout: now in the {args.layout} layout, committed as one commit ({commit}).")
     return 0
 
 
