@@ -102,7 +102,7 @@ def lived_in(request, released_template, tmp_path: Path) -> Path:
         "import six\n\n\ndef rate() -> str:\n    return six.text_type(21)\n"
     )
     (repo / "src/nt_billing/tests/test_rates.py").write_text(
-        "from nt_billing.rates import rate\n\n\ndef test_rate():\n    assert rate() == '21'\n"
+        "from nt_billing.rates import rate\n\n\ndef test_rate():\n    assert rate() == \"21\"\n"
     )
     # One package now uses another, added as each layout's docs say.
     target = "nt-billing" if request.param == "shared" else "../nt_billing"
