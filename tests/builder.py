@@ -1024,6 +1024,8 @@ def export_rootfs(image: str, arch: str | None = None, dest: Path | None = None)
         root = Path(dest) if dest else CACHE / "rootfs" / image_id
         if root.is_dir():
             return root
+        if not dest:
+            _prune_rootfs_cache()
         tmp = root.with_name(root.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -1039,6 +1041,21 @@ def export_rootfs(image: str, arch: str | None = None, dest: Path | None = None)
         return root
     finally:
         _run(["podman", "rm", "-f", ctr], capture_output=True, check=False)
+
+
+def _prune_rootfs_cache() -> None:
+    """Drop exported roots of images that no longer exist (rebuilt stand-ins): ~250 MB each."""
+    cached = CACHE / "rootfs"
+    if not cached.is_dir():
+        return
+    ids = set(
+        _run(["podman", "images", "-a", "--no-trunc", "--format", "{{.ID}}"], capture_output=True)
+        .stdout.replace("sha256:", "")
+        .split()
+    )
+    for entry in cached.iterdir():
+        if entry.name.removesuffix(".tmp") not in ids:
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 def image_for_arch(name: str, arch: str) -> str:
