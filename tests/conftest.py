@@ -8,7 +8,9 @@ sees the same Pythons and never tries to download one.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -157,3 +159,59 @@ class TemplateReleases:
 @pytest.fixture
 def template_releases(tmp_path: Path) -> TemplateReleases:
     return TemplateReleases(tmp_path / "template")
+
+
+# --------------------------------------------------------------------------- AWS (moto)
+
+MOTO_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "eu-west-1",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def moto_s3() -> Iterator[dict[str, str]]:
+    """A real S3 API on 127.0.0.1 (moto in server mode), with throwaway credentials.
+
+    The environment a script needs to reach it: AWS_ENDPOINT_URL and the credentials.
+    """
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    yield {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", **MOTO_CREDENTIALS}
+    server.stop()
+
+
+def aws_env(endpoint: dict[str, str], **overrides: str) -> dict[str, str]:
+    """os.environ for a script talking to moto: no profile or real credentials leak in."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    return {**env, **endpoint, **overrides}
+
+
+def s3_client(endpoint: dict[str, str]):
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint["AWS_ENDPOINT_URL"],
+        region_name=endpoint["AWS_DEFAULT_REGION"],
+        aws_access_key_id=endpoint["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=endpoint["AWS_SECRET_ACCESS_KEY"],
+    )
+
+
+def new_bucket(endpoint: dict[str, str]) -> str:
+    bucket = f"artifacts-{uuid.uuid4().hex[:8]}"
+    s3_client(endpoint).create_bucket(
+        Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+    )
+    return bucket
