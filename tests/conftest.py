@@ -7,9 +7,12 @@ sees the same Pythons and never tries to download one.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -201,11 +204,7 @@ def s3_client(endpoint: dict[str, str]):
     import boto3
 
     return boto3.client(
-        "s3",
-        endpoint_url=endpoint["AWS_ENDPOINT_URL"],
-        region_name=endpoint["AWS_DEFAULT_REGION"],
-        aws_access_key_id=endpoint["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=endpoint["AWS_SECRET_ACCESS_KEY"],
+        "s3", endpoint_url=endpoint["AWS_ENDPOINT_URL"], **_boto_credentials(endpoint)
     )
 
 
@@ -215,3 +214,60 @@ def new_bucket(endpoint: dict[str, str]) -> str:
         Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
     )
     return bucket
+
+
+@pytest.fixture(scope="module")
+def moto_iam() -> Iterator[dict[str, str]]:
+    """moto's server with IAM enforcement on, and an admin's credentials to set things up.
+
+    `INITIAL_NO_AUTH_ACTION_COUNT` is read when moto starts, so this is a server process of
+    its own: the first three calls (create the admin, give it `*`, make its key) run
+    unauthenticated; from then on every call is checked against the caller's policies.
+    """
+    import boto3
+
+    port = free_port()
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if time.monotonic() > deadline or server.poll() is not None:
+                pytest.fail("moto's server did not start")
+            time.sleep(0.2)
+        endpoint = f"http://127.0.0.1:{port}"
+        iam = boto3.client("iam", endpoint_url=endpoint, **_boto_credentials(MOTO_CREDENTIALS))
+        iam.create_user(UserName="admin")
+        iam.put_user_policy(
+            UserName="admin",
+            PolicyName="admin",
+            PolicyDocument=json.dumps(
+                {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+            ),
+        )
+        key = iam.create_access_key(UserName="admin")["AccessKey"]
+        yield {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
+            "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
+            "AWS_DEFAULT_REGION": "eu-west-1",
+        }
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def _boto_credentials(endpoint: dict[str, str]) -> dict[str, str]:
+    return {
+        "region_name": endpoint["AWS_DEFAULT_REGION"],
+        "aws_access_key_id": endpoint["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": endpoint["AWS_SECRET_ACCESS_KEY"],
+    }
