@@ -126,7 +126,7 @@ def test_pins_are_exact_and_dockerignore_keeps_contexts_clean(render) -> None:
     }
     assert not any(image.endswith(":latest") for image in images)
     ignored = set((repo / ".dockerignore").read_text().split())
-    assert {".git", ".venv", "**/.venv", "dist", "**/__pycache__", ".env"} <= ignored
+    assert {".git", ".venv", "**/.venv", "dist", "**/__pycache__", "**/.env"} <= ignored
 
 
 def test_target_files_follow_deploy_targets(render) -> None:
