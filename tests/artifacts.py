@@ -20,12 +20,14 @@ printf '{"job": "%s", "marker": "%s", "args": "%s"}\\n' "$2" "{marker}" "$*"
 """
 
 
-def venv_tarball(path: Path, marker: str = "v1", files: int = 1) -> Path:
-    """Write a stand-in venv tarball to `path`; `marker` changes its bytes."""
+def venv_tarball(path: Path, marker: str = "v1", files: int = 1, script: str = "") -> Path:
+    """Write a stand-in venv tarball to `path`; `marker` changes its bytes, `script` replaces
+    the job (a shell script run as `bin/python -m <package> args...`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w") as tf:
-        entries = {"bin/python": JOB_SCRIPT.replace("{marker}", marker).encode()}
+        job = script or JOB_SCRIPT.replace("{marker}", marker)
+        entries = {"bin/python": job.encode()}
         # Padding so extraction takes a moment: concurrency tests need an overlap.
         entries |= {f"lib/site-packages/mod{i}.py": b"x = 1\n" * 200 for i in range(files)}
         for name, data in sorted(entries.items()):

@@ -8,8 +8,11 @@ these tests need no container build; the container tier runs the real venv tarba
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -261,3 +264,28 @@ def test_concurrent_starts_share_one_extraction(repo: Path, store: Store, tmp_pa
     assert all(json.loads(out)["job"] == PKG for _, out, _ in results)
     assert [p.name for p in venvs.iterdir()] == [f"{PKG}-0.1.0"]
     assert sum(", extracted)" in err for _, _, err in results) >= 1
+
+
+def test_stop_signals_reach_the_job(repo: Path, tmp_path: Path) -> None:
+    """SIGTERM to run_venv.py (what ECS sends the container's main process) reaches the job,
+    a child that has no handler of its own here, and run_venv exits as the job did (143):
+    the job is not left running, and run_venv does not die first."""
+    store = Store("dir", tmp_path, None)
+    pidfile = tmp_path / "job.pid"
+    script = f"#!/bin/sh\necho $$ > {pidfile}\nexec sleep 60\n"
+    venv_tarball(tmp_path / "dist" / f"{PKG}__venv_0.1.0.tar.gz", script=script)
+    assert upload(repo, store, tmp_path / "dist").returncode == 0
+    env = {**store.env, "ARTIFACTS_URI": store.uri, "VENVS_DIR": str(tmp_path / "venvs")}
+    proc = subprocess.Popen(
+        [sys.executable, "docker/runtime/run_venv.py", PKG], cwd=repo, env=env, text=True,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 30
+    while not (pidfile.exists() and pidfile.read_text().strip()):
+        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr
+        time.sleep(0.1)
+    job = int(pidfile.read_text())
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == 143
+    with pytest.raises(ProcessLookupError):
+        os.kill(job, 0)

@@ -198,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         if actual != expected:
             fail(
                 f"{args.package} {version}: sha256 mismatch for {tarball.name} from {uri}: "
-                f"expected {expected} ({origin}), downloaded {actual}. Nothing was extracted or run."
+                f"expected {expected} ({origin}), downloaded {actual}. "
+                "Nothing was extracted or run."
             )
         venv = work / f"{args.package}-{version}"
         if _marked(venv) == expected:
