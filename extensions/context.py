@@ -21,6 +21,22 @@ UV_NEXT_MINOR = f"0.{int(UV_VERSION.split('.')[1]) + 1}"
 COPIER_VERSION = "9.19.1"
 COPIER_EXTENSIONS_VERSION = "0.3.4"
 
+# The Debian release of the ECS images. Dockerfile.venv's builder and Dockerfile.runtime must
+# be the same Python on the same Debian (a venv's bin/python links to that interpreter), so
+# the suite is pinned in the tag, and its glibc sets the manylinux level of the ECS wheels.
+DEBIAN_SUITE = "bookworm"
+DEBIAN_GLIBC = {"bookworm": "2_36", "trixie": "2_41"}
+
+# The glibc of each Lambda Python runtime: 3.11 runs on Amazon Linux 2 (glibc 2.26), 3.12
+# and later on Amazon Linux 2023 (glibc 2.34). uv's highest manylinux target not above 2.26
+# is manylinux_2_17 (manylinux2014).
+LAMBDA_GLIBC = {"3.11": "2_17"}
+LAMBDA_GLIBC_AL2023 = "2_34"
+
+# Answer (AWS's name for the CPU) -> Docker platform and the machine name in wheel tags.
+PLATFORMS = {"x86_64": "linux/amd64", "arm64": "linux/arm64"}
+WHEEL_MACHINES = {"x86_64": "x86_64", "arm64": "aarch64"}
+
 
 class MonorepoContext(ContextHook):
     """Add derived names (packages, dists, images) to the Copier context."""
@@ -36,7 +52,12 @@ class MonorepoContext(ContextHook):
         prefix = context["package_prefix"]
         python = context["python_version"]
         targets = context.get("deploy_targets") or []
-        arch_suffix = "-arm64" if context.get("lambda_architecture") == "arm64" else ""
+        # Unvalidated yet while Copier renders other questions: the questions' choices refuse
+        # an unknown architecture with a proper message, so fall back rather than fail here.
+        lambda_arch = context.get("lambda_architecture")
+        lambda_arch = lambda_arch if lambda_arch in PLATFORMS else "arm64"
+        ecs_arch = context.get("ecs_architecture")
+        ecs_arch = ecs_arch if ecs_arch in PLATFORMS else "x86_64"
 
         context.update(
             project_slug=slugify(context.get("project_name", "")),
@@ -55,20 +76,23 @@ class MonorepoContext(ContextHook):
             copier_extensions_version=COPIER_EXTENSIONS_VERSION,
             uv_build_requirement=f"uv_build>={UV_MINOR}.0,<{UV_NEXT_MINOR}",
             uv_image=f"ghcr.io/astral-sh/uv:{UV_VERSION}",
-            ecs_base_image=f"python:{python}-slim",
-            lambda_base_image=f"public.ecr.aws/lambda/python:{python}{arch_suffix}",
-        )
-        # Deploy targets (issue 3): the docker --platform matching the Lambda architecture.
-        context["lambda_platform"] = (
-            "linux/arm64" if context.get("lambda_architecture") == "arm64" else "linux/amd64"
+            # Builders run on the build machine's platform and install wheels for the target,
+            # so one image serves as the ECS builder, the ECS runtime and the Lambda builder.
+            python_image=f"python:{python}-slim-{DEBIAN_SUITE}",
+            ecs_platform=PLATFORMS[ecs_arch],
+            ecs_python_platform=f"{WHEEL_MACHINES[ecs_arch]}-manylinux_{DEBIAN_GLIBC[DEBIAN_SUITE]}",
+            lambda_base_image=(
+                f"public.ecr.aws/lambda/python:{python}{'-arm64' if lambda_arch == 'arm64' else ''}"
+            ),
+            lambda_platform=PLATFORMS[lambda_arch],
+            lambda_python_platform=(
+                f"{WHEEL_MACHINES[lambda_arch]}-manylinux_"
+                f"{LAMBDA_GLIBC.get(python, LAMBDA_GLIBC_AL2023)}"
+            ),
         )
         if context.get("template_kind") == "package":
             package = f"{prefix}_{context['package_name']}"
             context.update(package_pkg=package, package_dist=dist_name(package))
-        # Deploy targets (issue 3): the docker --platform matching the Lambda architecture.
-        context["lambda_platform"] = (
-            "linux/arm64" if context.get("lambda_architecture") == "arm64" else "linux/amd64"
-        )
 
 
 def dist_name(package: str) -> str:

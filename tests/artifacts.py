@@ -1,43 +1,86 @@
-"""Stand-in venv tarballs for the release and runtime scripts.
+"""Read what a built artifact really holds: ELF machines, wheel tags, bytecode headers.
 
-A real venv tarball takes a container build; the scripts that release and run one only care
-that it is a .tar.gz holding `bin/python`. The stand-in's `bin/python` is a shell script that
-prints what it was asked to run as one JSON line, so a test sees the job start. Built
-reproducibly (fixed mtimes, no gzip timestamp): the same content gives the same bytes.
+The container tests use these on a Lambda image's /var/task or an extracted venv tarball to
+show that an artifact built on this x86_64 machine is made for its target, not for the
+builder. Nothing here runs the artifact.
 """
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import io
-import tarfile
+import re
+import struct
 from pathlib import Path
 
-JOB_SCRIPT = """#!/bin/sh
-# stand-in for the venv's python: `python -m <package> args...`
-printf '{"job": "%s", "marker": "%s", "args": "%s"}\\n' "$2" "{marker}" "$*"
-"""
+# e_machine values of the ELF header (offset 18, little-endian on both targets).
+ELF_MACHINES = {62: "x86_64", 183: "aarch64"}
+# The legacy manylinux names and the glibc they stand for.
+LEGACY_MANYLINUX = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
+MANYLINUX_RE = re.compile(r"^manylinux_(\d+)_(\d+)_(\w+)$")
+# Flags word of a .pyc header (PEP 552): 0 timestamp, 1 unchecked hash, 3 checked hash.
+PYC_KINDS = {0: "timestamp", 1: "unchecked-hash", 3: "checked-hash"}
 
 
-def venv_tarball(path: Path, marker: str = "v1", files: int = 1, script: str = "") -> Path:
-    """Write a stand-in venv tarball to `path`; `marker` changes its bytes, `script` replaces
-    the job (a shell script run as `bin/python -m <package> args...`)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w") as tf:
-        job = script or JOB_SCRIPT.replace("{marker}", marker)
-        entries = {"bin/python": job.encode()}
-        # Padding so extraction takes a moment: concurrency tests need an overlap.
-        entries |= {f"lib/site-packages/mod{i}.py": b"x = 1\n" * 200 for i in range(files)}
-        for name, data in sorted(entries.items()):
-            info = tarfile.TarInfo(name)
-            info.size, info.mtime = len(data), 0
-            info.mode = 0o755 if name.startswith("bin/") else 0o644
-            tf.addfile(info, io.BytesIO(data))
-    path.write_bytes(gzip.compress(raw.getvalue(), mtime=0))
-    return path
+def elf_machines(root: Path) -> dict[Path, str]:
+    """Every ELF file under root (symlinks not followed) and the machine it is built for."""
+    found = {}
+    for path in root.rglob("*"):
+        if path.is_symlink() or not path.is_file():
+            continue
+        with path.open("rb") as f:
+            header = f.read(20)
+        if header[:4] == b"\x7fELF" and len(header) == 20:
+            (machine,) = struct.unpack_from("<H", header, 18)
+            found[path] = ELF_MACHINES.get(machine, f"e_machine {machine}")
+    return found
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def wheel_tags(root: Path) -> dict[str, list[str]]:
+    """The tags each installed distribution's WHEEL file records, by dist-info folder name."""
+    return {
+        wheel.parent.name: [
+            line.split(":", 1)[1].strip()
+            for line in wheel.read_text().splitlines()
+            if line.startswith("Tag:")
+        ]
+        for wheel in root.glob("*.dist-info/WHEEL")
+    }
+
+
+def platform_problem(tag: str, machine: str, max_glibc: tuple[int, int]) -> str:
+    """Why a wheel tag's platform cannot run on `machine` with glibc `max_glibc` ("" if it can)."""
+    platform = tag.rsplit("-", 1)[-1]
+    if platform == "any":
+        return ""
+    for legacy, glibc in LEGACY_MANYLINUX.items():
+        if platform.startswith(f"{legacy}_"):
+            arch = platform.removeprefix(f"{legacy}_")
+            break
+    else:
+        match = MANYLINUX_RE.match(platform)
+        if not match:
+            return f"{tag}: not a manylinux wheel"
+        glibc, arch = (int(match[1]), int(match[2])), match[3]
+    if arch != machine:
+        return f"{tag}: built for {arch}, not {machine}"
+    if glibc > max_glibc:
+        return f"{tag}: needs glibc {glibc[0]}.{glibc[1]}, the runtime has {max_glibc[0]}.{max_glibc[1]}"
+    return ""
+
+
+def wheel_problems(root: Path, machine: str, max_glibc: tuple[int, int]) -> list[str]:
+    """Every installed wheel that records no tag the target runtime accepts."""
+    problems = []
+    for dist, tags in wheel_tags(root).items():
+        reasons = [platform_problem(tag, machine, max_glibc) for tag in tags]
+        if not tags or all(reasons):
+            problems.append(f"{dist}: {'; '.join(reasons) or 'no Tag in WHEEL'}")
+    return problems
+
+
+def pyc_kinds(folder: Path) -> dict[str, str]:
+    """Bytecode files under folder and how each is invalidated."""
+    kinds = {}
+    for pyc in folder.rglob("*.pyc"):
+        (flags,) = struct.unpack_from("<I", pyc.read_bytes(), 4)
+        kinds[pyc.name] = PYC_KINDS.get(flags, f"flags {flags}")
+    return kinds

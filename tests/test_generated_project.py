@@ -69,7 +69,8 @@ def test_import_test_catches_a_broken_module(make_project) -> None:
     assert "test_module_imports[nt_common.broken]" in result.stdout
 
 
-@pytest.mark.parametrize("python", ["3.10", "3.13"])
+# 3.14 is offered too, but this machine has no 3.14 interpreter (test_rendering covers it).
+@pytest.mark.parametrize("python", ["3.11", "3.13"])
 def test_oldest_and_newest_python_work(make_project, python: str) -> None:
     repo = make_project(python_version=python, deploy_targets=["ecs"])
     run(["make", "sync"], cwd=repo)

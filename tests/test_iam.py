@@ -4,7 +4,7 @@ stop working when any one action they need is taken away.
 
 moto enforces identity policies of users, so an IAM user holding the shipped permissions
 document stands in for the role (CD's, the ECS task's) that would hold it in AWS. Tarballs
-are stand-ins (tests/artifacts.py).
+are stand-ins (tests/standins.py).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import boto3
 import pytest
-from artifacts import venv_tarball
+from standins import venv_tarball
 from botocore.exceptions import ClientError
 from conftest import _boto_credentials, aws_env, copy_template, run
 

@@ -1,7 +1,7 @@
 """Releases and the runtime's fetch, run for real: the generated scripts/upload_all.py against
 a directory and moto's S3 server, docker/runtime/run_venv.py fetching from both.
 
-Tarballs are stand-ins (tests/artifacts.py: a .tar.gz whose bin/python is a shell script), so
+Tarballs are stand-ins (tests/standins.py: a .tar.gz whose bin/python is a shell script), so
 these tests need no container build; the container tier runs the real venv tarballs.
 """
 
@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from artifacts import sha256, venv_tarball
+from standins import sha256, venv_tarball
 from conftest import aws_env, copy_template, new_bucket, run, s3_client
 
 PKG = "nt_api"

@@ -12,7 +12,7 @@ import yaml
 
 LAYOUTS = ["shared", "independent"]
 TARGET_SETS = [["ecs"], ["lambda"], ["ecs", "lambda"]]
-PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+PYTHONS = ["3.11", "3.12", "3.13", "3.14"]
 
 
 def load_toml(path: Path) -> dict:

@@ -22,10 +22,12 @@ LINT_ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
 
 LAYOUTS = ["shared", "independent"]
 TARGETS = {"ecs": ["ecs"], "lambda": ["lambda"], "both": ["ecs", "lambda"]}
+# One architecture per combination, answered for Lambda and ECS alike: every value of both
+# answers is covered without doubling the matrix.
 COMBOS = [
     (layout, targets, arch)
     for layout, targets in itertools.product(LAYOUTS, TARGETS)
-    for arch in (["arm64", "x86_64"] if "lambda" in TARGETS[targets] else ["arm64"])
+    for arch in ["arm64", "x86_64"]
 ]
 COMBO_IDS = [f"{layout}-{targets}-{arch}" for layout, targets, arch in COMBOS]
 PINNED = re.compile(r"^\s*-?\s*uses: ([\w.-]+/[\w./-]+)@([0-9a-f]{40}) # (v\d+\.\d+\.\d+)\s*$")
@@ -42,6 +44,7 @@ def renders(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str, st
             workspace_layout=combo[0],
             deploy_targets=TARGETS[combo[1]],
             lambda_architecture=combo[2],
+            ecs_architecture=combo[2],
         )
         for combo in COMBOS
     }
@@ -211,12 +214,38 @@ def test_lambda_images_are_single_platform_without_provenance(
     assert aws[0]["with"]["role-to-assume"] == "${{ vars.AWS_ROLE_ARN }}"
 
 
+@pytest.mark.parametrize(("arch", "platform"), [("arm64", "linux/arm64"), ("x86_64", "linux/amd64")])
+def test_ecs_artifacts_are_built_for_the_answered_architecture(
+    renders: dict, arch: str, platform: str
+) -> None:
+    """Tarball and runtime image share one platform, from the answers, on x86_64 runners."""
+    repo = renders[("shared", "ecs", arch)]
+    cd = gha.load(repo / ".github" / "workflows" / "cd.yml")
+    assert cd["env"]["ECS_PLATFORM"] == platform
+    commands = {
+        job: " ".join(step["run"].split())
+        for job in ("ecs", "runtime")
+        for step in cd["jobs"][job]["steps"]
+        if "docker build" in step.get("run", "")
+    }
+    assert commands["ecs"].startswith('docker build -f docker/Dockerfile.venv --platform "$ECS_PLATFORM"')
+    assert commands["runtime"].startswith(
+        'docker build -f docker/Dockerfile.runtime --platform "$ECS_PLATFORM"'
+    )
+    assert {cd["jobs"][job]["runs-on"] for job in cd["jobs"]} == {"ubuntu-24.04"}
+    makefile = (repo / "Makefile").read_text()
+    assert f"ECS_PLATFORM ?= {platform}" in makefile
+    assert f"PYTHON_PLATFORM={'aarch64' if arch == 'arm64' else 'x86_64'}-manylinux_2_36" in (
+        repo / "docker" / "Dockerfile.venv"
+    ).read_text()
+
+
 def test_workflows_call_only_what_the_repository_has(renders: dict) -> None:
     """Every script and Dockerfile a workflow names is generated with it, for every answer."""
     for combo, repo in renders.items():
         for path in workflow_files(repo):
             text = path.read_text()
-            for name in re.findall(r"\b(scripts/\w+\.py|docker/Dockerfile\.\w+)", text):
+            for name in re.findall(r"\b(scripts/\w+\.(?:py|sh)|docker/Dockerfile\.\w+)", text):
                 if path.name == "cd.yml" and not _target_present(text, name, combo):
                     continue
                 assert (repo / name).is_file(), f"{'-'.join(combo)} {path.name} calls {name}"
@@ -226,7 +255,7 @@ def _target_present(text: str, name: str, combo: tuple) -> bool:
     # cd.yml keeps both release jobs (each skipped when it has nothing to build); only the
     # targets the repository was generated for need their files.
     targets = TARGETS[combo[1]]
-    if name in ("docker/Dockerfile.venv", "scripts/upload_all.py"):
+    if name in ("docker/Dockerfile.venv", "docker/Dockerfile.runtime", "scripts/upload_all.py"):
         return "ecs" in targets
     if name == "docker/Dockerfile.lambda":
         return "lambda" in targets
@@ -243,7 +272,12 @@ def test_readme_tells_a_team_how_to_turn_on_cd(renders: dict, combo: tuple) -> N
     assert "`AWS_ROLE_ARN`" in readme
     targets = TARGETS[combo[1]]
     assert ("`ARTIFACTS_BUCKET`" in readme) == ("ecs" in targets)
-    assert ("`ECR_REPOSITORY_PREFIX`" in readme) == ("lambda" in targets)
+    # Every repo pushes images: Lambda functions, or the ECS runtime image.
+    assert "`ECR_REPOSITORY_PREFIX`" in readme
+    assert ("-runtime:<commit SHA>" in readme) == ("ecs" in targets)
+    assert "no QEMU" in readme and "setup-qemu-action" not in (
+        renders[combo] / ".github" / "workflows" / "cd.yml"
+    ).read_text()
 
 
 def test_other_answers_leave_the_workflows_alone(renders: dict, tmp_path: Path) -> None:
@@ -252,7 +286,8 @@ def test_other_answers_leave_the_workflows_alone(renders: dict, tmp_path: Path) 
     other = copy_template(
         tmp_path / "other",
         tasks=False,
-        python_version="3.10",
+        python_version="3.11",
+        ecs_architecture="arm64",
         package_prefix="acme",
         artifact_naming="nested",
         project_name="Other Name",
@@ -266,6 +301,7 @@ def test_other_answers_leave_the_workflows_alone(renders: dict, tmp_path: Path) 
     for path in workflow_files(base):
         text = (other / ".github" / "workflows" / path.name).read_text()
         text = text.replace("us-east-2", "eu-west-1").replace("acme-releases", "nt-artifacts")
+        text = text.replace("other-name-runtime", "my-monorepo-runtime")
         assert text == path.read_text(), path.name
 
 
