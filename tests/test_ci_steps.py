@@ -21,6 +21,7 @@ pytestmark = pytest.mark.slow
 API, COMMON, INGESTION = "nt_api", "nt_common", "nt_ingestion"
 BASE_EXPRESSION = (
     "github.event_name == 'pull_request' && format('origin/{0}', github.base_ref)"
+    " || github.event_name == 'merge_group' && github.event.merge_group.base_sha"
     " || github.event.before"
 )
 
