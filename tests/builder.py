@@ -2,41 +2,109 @@
 
 No Docker engine and no registry are reachable from the test machines, so this module:
 
-* installs Debian's buildah/podman/runc/iptables/debootstrap when they are missing (we run
-  as root on a fresh machine in CI; nothing is installed by hand),
+* installs Debian's buildah/podman/runc/iptables/debootstrap (and, for the arm64 path,
+  qemu-user-static) when they are missing (we run as root on a fresh machine in CI; nothing
+  is installed by hand),
 * points buildah/podman at our own containers.conf/storage.conf (runc, because crun rejects
   this machine's cgroup layout; ulimits the VM can actually grant),
-* builds stand-ins for the images the generated Dockerfiles name (``python:X-slim``, the
-  Lambda base, ``ghcr.io/astral-sh/uv:<ver>``) from a debootstrap rootfs and the uv wheel,
-  so every Dockerfile builds unchanged with ``--pull=never``.
+* builds stand-ins for the images the generated Dockerfiles name, tagged with those exact
+  names, so every Dockerfile builds unchanged with ``--pull=never``:
 
-Images are tagged with the exact names the Dockerfiles use; nothing is ever pulled.
+  ========================================  ============  =========================================
+  name                                      arch          carries
+  ========================================  ============  =========================================
+  ``python:3.X-slim-bookworm`` (X=11..13)    amd64         pyenv's real CPython 3.X in /usr/local
+  ``python:3.11-slim-bookworm``              arm64         bookworm's arm64 python3.11
+  ``public.ecr.aws/lambda/python:3.X``       amd64         pyenv's real CPython 3.X in /var/lang
+  ``public.ecr.aws/lambda/python:3.11-arm64``  arm64       bookworm's arm64 python3.11
+  ``public.ecr.aws/lambda/python:3.13-arm64``  arm64       trixie's arm64 python3.13
+  ``ghcr.io/astral-sh/uv:<ver>``             amd64         uv and uvx from the uv wheel
+  ========================================  ============  =========================================
+
+  ``python:3.X-slim-bookworm`` is a local manifest list (``podman manifest``) over one image
+  per architecture, like the real multi-arch tag: a cross build's ``FROM
+  --platform=linux/amd64`` and ``FROM --platform=linux/arm64`` of that one name get the
+  matching instance, and ``podman run`` gets the host's.
+
+The project standard: a stand-in is never friendlier than what it stands for. Each stand-in's
+comment says what it stands in for and where it still differs.
+
+arm64 images are made without emulation: ``debootstrap --foreign`` unpacks an arm64 root, the
+remaining ``.deb`` files are unpacked with ``dpkg-deb``, and ``podman import --arch arm64`` (with
+``--change`` for the configuration) turns the tree into an image; nothing arm64 ever RUNs. To
+execute an arm64 binary, ``run_arm64`` uses qemu in user mode on an exported root filesystem
+(one process, no binfmt_misc handler registered).
+
+Images are only ever built locally; nothing is ever pulled.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import fnmatch
 import hashlib
+import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tarfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-APT_PACKAGES = ["buildah", "podman", "runc", "iptables", "debootstrap", "uidmap"]
-TOOLS = ["buildah", "podman", "runc", "iptables", "debootstrap"]
+# tool -> Debian package that provides it.
+APT_TOOLS = {
+    "buildah": "buildah",
+    "podman": "podman",
+    "runc": "runc",
+    "iptables": "iptables",
+    "debootstrap": "debootstrap",
+    "newuidmap": "uidmap",
+}
+# Only the arm64 path needs it; Debian's package registers no binfmt_misc handler.
+QEMU_TOOLS = {"qemu-aarch64-static": "qemu-user-static"}
+# Kept for callers of the old names.
+APT_PACKAGES = list(APT_TOOLS.values())
+TOOLS = list(APT_TOOLS)
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "copier-uv-monorepo"
 CONF_DIR = CACHE / "containers"
 ROOTFS_TAR = CACHE / "bookworm-minbase-python3.tar"
 HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
-# Debian bookworm ships Python 3.11: the only version the stand-in images can carry.
+# The Debian release the ECS images are built on (python:3.X-slim-<suite>).
+DEBIAN_SUITE = "bookworm"
+# The version the container tests render with by default.
 PYTHON_VERSION = "3.11"
 ROOTFS_IMAGE = "localhost/bookworm-minbase-python3:stand-in"
+# ROOTFS_IMAGE without Debian's own python3: the base of every amd64 stand-in.
+NOPYTHON_IMAGE = "localhost/bookworm-minbase-nopython:stand-in"
+
+PYENV_VERSIONS = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+# The real CPython each amd64 stand-in carries (pyenv builds; they link only against libc and
+# the shared libraries of this Debian release).
+PYENV_PYTHONS = {"3.11": "3.11.7", "3.12": "3.12.1", "3.13": "3.13.0"}
+# Debian release whose arm64 python3 is the version: bookworm's is 3.11, trixie's 3.13.
+ARM64_SUITES = {"3.11": "bookworm", "3.13": "trixie"}
+ARCHES = ("x86_64", "arm64")
+OCI_ARCH = {"x86_64": "amd64", "arm64": "arm64"}
+# What each name is built for; ensure_* refuses anything else with a clear message.
+SLIM_STANDINS = {("3.11", "x86_64"), ("3.12", "x86_64"), ("3.13", "x86_64"), ("3.11", "arm64")}
+LAMBDA_STANDINS = {
+    ("3.11", "x86_64"),
+    ("3.12", "x86_64"),
+    ("3.13", "x86_64"),
+    ("3.11", "arm64"),
+    ("3.13", "arm64"),
+}
+
+STANDIN_LABEL = "org.copier-uv-monorepo.stand-in"
 
 
 class BuilderUnavailable(RuntimeError):
@@ -61,19 +129,53 @@ def builder_env() -> dict[str, str]:
 
 # --------------------------------------------------------------------------- setup
 
+_lock_depth = 0
 
-def ensure_tools() -> None:
-    missing = [t for t in TOOLS if shutil.which(t) is None and not Path(f"/usr/sbin/{t}").exists()]
+
+@contextlib.contextmanager
+def setup_lock() -> Iterator[None]:
+    """The machine-wide setup lock (pytest-xdist workers build stand-ins at the same time).
+
+    Re-entrant within a process: ensure_* functions take it and call each other.
+    """
+    global _lock_depth
+    if _lock_depth:
+        _lock_depth += 1
+        try:
+            yield
+        finally:
+            _lock_depth -= 1
+        return
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / "setup.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _lock_depth = 1
+        try:
+            yield
+        finally:
+            _lock_depth = 0
+
+
+def _have(tool: str) -> bool:
+    return shutil.which(tool) is not None or any(
+        Path(d, tool).exists() for d in ("/usr/sbin", "/sbin", "/usr/bin")
+    )
+
+
+def ensure_tools(tools: dict[str, str] = APT_TOOLS) -> None:
+    """apt-get install the Debian packages providing any missing tool (root, CI machines)."""
+    missing = {tool: pkg for tool, pkg in tools.items() if not _have(tool)}
     if not missing:
         return
+    names = ", ".join(missing)
     if os.geteuid() != 0:
-        raise BuilderUnavailable(f"missing {', '.join(missing)} and not root to apt-get them")
+        raise BuilderUnavailable(f"missing {names} and not root to apt-get them")
     if shutil.which("apt-get") is None:
-        raise BuilderUnavailable(f"missing {', '.join(missing)} and no apt-get on this machine")
+        raise BuilderUnavailable(f"missing {names} and no apt-get on this machine")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     subprocess.run(["apt-get", "update", "-q"], check=True, env=env, stdout=subprocess.DEVNULL)
     subprocess.run(
-        ["apt-get", "install", "-y", "-q", "--no-install-recommends", *APT_PACKAGES],
+        ["apt-get", "install", "-y", "-q", "--no-install-recommends", *sorted(set(missing.values()))],
         check=True,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -112,6 +214,21 @@ def image_exists(name: str) -> bool:
     return _run(["podman", "image", "exists", name], check=False).returncode == 0
 
 
+def debian_mirror() -> str:
+    """The Debian archive this machine's apt uses (deb822 or one-line sources)."""
+    sources = sorted(Path("/etc/apt/sources.list.d").glob("*")) + [Path("/etc/apt/sources.list")]
+    for path in sources:
+        if not path.is_file():
+            continue
+        text = path.read_text(errors="replace")
+        for uri in re.findall(r"^URIs:\s*(\S+)", text, re.M) + re.findall(
+            r"^deb\s+(?:\[[^\]]*\]\s+)?(\S+)", text, re.M
+        ):
+            if uri.rstrip("/").endswith("/debian"):
+                return uri.rstrip("/")
+    return "http://deb.debian.org/debian"
+
+
 def ensure_rootfs_tarball() -> Path:
     """debootstrap once per machine (about a minute), cached under ~/.cache."""
     if ROOTFS_TAR.exists():
@@ -123,8 +240,9 @@ def ensure_rootfs_tarball() -> Path:
             "debootstrap",
             "--variant=minbase",
             "--include=python3,ca-certificates",
-            "bookworm",
+            DEBIAN_SUITE,
             str(target),
+            debian_mirror(),
         ],
         check=True,
         stdout=subprocess.DEVNULL,
@@ -141,36 +259,211 @@ def ensure_rootfs_tarball() -> Path:
     return ROOTFS_TAR
 
 
-# Stand-ins for the real images: same interpreter paths, env and workdir as the originals.
-SLIM_CONTAINERFILE = """\
+def arm64_rootfs_tar(suite: str) -> Path:
+    """An arm64 Debian root (minbase + python3) made without running anything arm64; cached.
+
+    ``debootstrap --foreign`` only unpacks the essential packages (its second stage would run
+    arm64 code); every other downloaded ``.deb`` (python3.X among them) is unpacked here with
+    ``dpkg-deb``, keeping the merged-/usr symlinks. No maintainer script runs: the tree is what
+    the packages ship, which is all a stand-in needs. About 20 s per suite.
+    """
+    out = CACHE / f"{suite}-arm64-minbase-python3.tar"
+    if out.exists():
+        return out
+    root = CACHE / f"rootfs-build-{suite}-arm64"
+    shutil.rmtree(root, ignore_errors=True)
+    subprocess.run(
+        [
+            "debootstrap",
+            "--foreign",
+            "--arch=arm64",
+            "--variant=minbase",
+            "--include=python3",
+            suite,
+            str(root),
+            debian_mirror(),
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    archives = root / "var/cache/apt/archives"
+    for deb in sorted(archives.glob("*.deb")):
+        fsys = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE)
+        subprocess.run(
+            ["tar", "-x", "--keep-directory-symlink", "-C", str(root)], stdin=fsys.stdout, check=True
+        )
+        if fsys.wait() != 0:
+            raise BuilderUnavailable(f"dpkg-deb could not read {deb.name}")
+        deb.unlink()
+    # debootstrap's own state, and its /proc symlink to the host's.
+    shutil.rmtree(root / "debootstrap", ignore_errors=True)
+    if (root / "proc").is_symlink():
+        (root / "proc").unlink()
+        (root / "proc").mkdir()
+    for p in (root / "var/lib/apt/lists").glob("*"):
+        if p.is_file():
+            p.unlink()
+    tmp = out.with_suffix(".tmp")
+    subprocess.run(["tar", "-C", str(root), "--numeric-owner", "-cf", str(tmp), "."], check=True)
+    tmp.rename(out)
+    shutil.rmtree(root, ignore_errors=True)
+    return out
+
+
+def pyenv_prefix(version: str) -> Path:
+    """pyenv's CPython for a minor version (3.11 -> /root/.pyenv/versions/3.11.7)."""
+    full = PYENV_PYTHONS.get(version)
+    prefix = PYENV_VERSIONS / (full or version)
+    if full is None or not (prefix / "bin" / f"python{version}").exists():
+        raise BuilderUnavailable(f"no pyenv CPython {full or version} under {PYENV_VERSIONS}")
+    return prefix
+
+
+def cpython_tarball(version: str) -> Path:
+    """pyenv's CPython as an install tree (bin/, include/, lib/) to ADD under a prefix; cached.
+
+    Trimmed the way the official python image trims its /usr/local: no test suites
+    (``test``, ``tests``, ``idle_test``), no ``.pyc``/``.pyo``, no static ``libpython*.a``; and
+    no third-party site-packages (pyenv's global Python holds this machine's tools), which also
+    leaves out pip: stricter than the real image, which ships pip. ``bin/`` holds
+    ``python3.X`` plus ``python3`` and ``python`` links to it.
+    """
+    prefix = pyenv_prefix(version)
+    out = CACHE / f"cpython-{prefix.name}.tar"
+    if out.exists():
+        return out
+    stdlib = f"lib/python{version}"
+
+    def keep(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+        rel = info.name
+        parts = rel.split("/")
+        if rel.startswith(stdlib + "/"):
+            if {"test", "tests", "idle_test"} & set(parts[2:]) and info.isdir():
+                return None
+            if rel.startswith(f"{stdlib}/site-packages/"):
+                return None
+        if rel.endswith((".pyc", ".pyo")) or re.fullmatch(r".*/libpython.*\.a", rel):
+            return None
+        info.uid = info.gid = 0
+        info.uname = info.gname = "root"
+        return info
+
+    tmp = out.with_suffix(".tmp")
+    with tarfile.open(tmp, "w") as tf:
+        tf.add(prefix / "bin" / f"python{version}", f"bin/python{version}", filter=keep)
+        for link in ("python3", "python"):
+            info = tarfile.TarInfo(f"bin/{link}")
+            info.type, info.linkname, info.mode = tarfile.SYMTYPE, f"python{version}", 0o777
+            tf.addfile(info)
+        tf.add(prefix / "include", "include", filter=keep)
+        for lib in sorted((prefix / "lib").glob("libpython3*.so*")):
+            tf.add(lib, f"lib/{lib.name}", filter=keep)
+        tf.add(prefix / stdlib, stdlib, filter=keep)
+    tmp.rename(out)
+    return out
+
+
+# --------------------------------------------------------------------------- stand-in recipes
+
+# Paths (fnmatch patterns; a directory pattern covers what is below it) removed from every
+# Lambda stand-in: Lambda images have no apt/dpkg, and this machine reaches Debian's mirror,
+# so a Debian package manager there would be friendlier than any real Lambda base.
+PACKAGE_MANAGER_PATHS = (
+    "/usr/bin/apt",
+    "/usr/bin/apt-*",
+    "/usr/bin/dpkg",
+    "/usr/bin/dpkg-*",
+    "/usr/sbin/dpkg-*",
+    "/usr/bin/debconf*",
+    "/usr/sbin/debconf*",
+    "/usr/lib/apt",
+    "/usr/lib/dpkg",
+    "/usr/share/dpkg",
+    "/usr/share/debconf",
+    "/etc/apt",
+    "/etc/dpkg",
+    "/var/lib/apt",
+    "/var/lib/dpkg",
+    "/var/cache/apt",
+    "/var/cache/debconf",
+    "/etc/cron.daily/apt-compat",
+    "/etc/cron.daily/dpkg",
+)
+# AL2023-minimal (the base of the 3.12+ Lambda images) has no findutils
+# (aws-lambda-base-images#196); AL2 (3.11) has.
+FINDUTILS_PATHS = ("/usr/bin/find", "/usr/bin/xargs")
+
+
+def lambda_removed_paths(version: str) -> tuple[str, ...]:
+    al2023 = tuple(int(p) for p in version.split(".")) >= (3, 12)
+    return PACKAGE_MANAGER_PATHS + (FINDUTILS_PATHS if al2023 else ())
+
+
+def _matches(path: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatchcase(path, p) or fnmatch.fnmatchcase(path, p + "/*") for p in patterns)
+
+
+SSL_ENV = "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt"
+# What the real Lambda Python images set (aws-lambda-base-images, Dockerfile.python3.X).
+LAMBDA_ENV = {
+    "LANG": "en_US.UTF-8",
+    "TZ": ":/etc/localtime",
+    "PATH": "/var/lang/bin:/usr/local/bin:/usr/bin/:/bin:/opt/bin",
+    "LD_LIBRARY_PATH": (
+        "/var/lang/lib:/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:/var/task:/var/task/lib:"
+        "/opt/lib"
+    ),
+    "LAMBDA_TASK_ROOT": "/var/task",
+    "LAMBDA_RUNTIME_DIR": "/var/runtime",
+}
+# The official python:3.X-slim-bookworm's configuration (minus GPG_KEY).
+SLIM_PATH = "/usr/local/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+# Debian's own python3 goes: the real slim image has none (only /usr/local's), and the Lambda
+# images have theirs under /var/lang only. The libraries it pulled in (libssl3, libffi8,
+# libsqlite3, ...) stay, as they do in the real slim image.
+NOPYTHON_CONTAINERFILE = """\
 FROM {rootfs}
-RUN ln -sf /usr/bin/python3.11 /usr/local/bin/python3.11 \\
- && ln -sf python3.11 /usr/local/bin/python3 \\
- && ln -sf python3.11 /usr/local/bin/python
+RUN dpkg-query -W -f '${{db:Status-Status}} ${{Package}}\\n' 'python3*' 'libpython3*' \\
+    | sed -n 's/^installed //p' | xargs dpkg --purge --force-depends >/dev/null 2>&1 \\
+ && test ! -e /usr/bin/python3 && test ! -e /usr/lib/python3.11
+"""
+
+# Stands in for python:3.X-slim-bookworm (amd64): Debian bookworm with CPython 3.X installed
+# in /usr/local (a shared libpython found through ldconfig, as in the real image). Differs:
+# the interpreter is pyenv's build of 3.X (see PYENV_PYTHONS) rather than the latest patch
+# release; no pip (stricter); minbase package set, plus the host's CA bundle and
+# SSL_CERT_FILE (TLS to the package index goes through an intercepting proxy here).
+SLIM_CONTAINERFILE = """\
+FROM {nopython}
+ADD cpython.tar /usr/local/
+RUN ldconfig && /usr/local/bin/python3 -c "import sys; assert sys.version_info[:2] == {info}"
 COPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
-ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt LANG=C.UTF-8
+ENV PATH={path} LANG=C.UTF-8 PYTHON_VERSION={full} {ssl}
 CMD ["python3"]
+"""
+
+# Stands in for public.ecr.aws/lambda/python:3.X (x86_64): the real image's configuration,
+# CPython 3.X (pyenv's) in /var/lang with libpython in /var/lang/lib found through
+# LD_LIBRARY_PATH as in the real image, no package manager, and for 3.12+ no find/xargs
+# (AL2023-minimal). Differs: the root is Debian bookworm (glibc 2.36, newer than AL2's 2.26 and
+# AL2023's 2.34, so a wheel needing a newer glibc than Lambda's would still install and import
+# here), and the runtime interface is the fake one below. Adds the host CA bundle.
+LAMBDA_CONTAINERFILE = """\
+FROM {nopython}
+ADD cpython.tar /var/lang/
+COPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
+COPY fake_rie.py /var/runtime/fake_rie.py
+COPY lambda-entrypoint.sh /lambda-entrypoint.sh
+RUN mkdir -p /var/task /opt/bin && rm -rf {removed}
+ENV {env} {ssl}
+WORKDIR /var/task
+ENTRYPOINT ["/lambda-entrypoint.sh"]
 """
 
 # The real Lambda base runs /lambda-entrypoint.sh with CMD as the handler name. The stand-in
 # entrypoint imports that handler and calls it with the JSON event read from stdin, which is
 # what a Lambda invocation exercises (import path, handler name, return value).
-LAMBDA_CONTAINERFILE = """\
-FROM {rootfs}
-RUN mkdir -p /var/lang/bin /var/task /var/runtime \\
- && ln -sf /usr/bin/python3.11 /var/lang/bin/python3.11 \\
- && ln -sf python3.11 /var/lang/bin/python3 \\
- && ln -sf python3.11 /var/lang/bin/python
-COPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
-COPY fake_rie.py /var/runtime/fake_rie.py
-COPY lambda-entrypoint.sh /lambda-entrypoint.sh
-ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt LANG=C.UTF-8 \\
-    PATH=/var/lang/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin \\
-    LAMBDA_TASK_ROOT=/var/task LAMBDA_RUNTIME_DIR=/var/runtime
-WORKDIR /var/task
-ENTRYPOINT ["/lambda-entrypoint.sh"]
-"""
-
 FAKE_RIE = """\
 import importlib, json, os, sys
 sys.path.insert(0, os.environ.get("LAMBDA_TASK_ROOT", "/var/task"))
@@ -185,17 +478,27 @@ LAMBDA_ENTRYPOINT = """\
 exec /var/lang/bin/python3 /var/runtime/fake_rie.py "$@"
 """
 
+# Stands in for ghcr.io/astral-sh/uv:<ver> (amd64 only; the real tag is multi-arch): FROM
+# scratch with /uv and /uvx from the uv wheel, the same binaries the official image carries.
 UV_CONTAINERFILE = """\
 FROM scratch
 COPY uv uvx /
 """
 
 
-def slim_image(python_version: str = PYTHON_VERSION) -> str:
-    return f"python:{python_version}-slim"
+def slim_image(python_version: str = PYTHON_VERSION, arch: str = "x86_64") -> str:
+    """The ECS base name; one name for every architecture (a manifest list, see ensure_slim)."""
+    _check_arch(arch)
+    return f"python:{python_version}-slim-{DEBIAN_SUITE}"
+
+
+def slim_instance(python_version: str, arch: str) -> str:
+    """The single-architecture image behind slim_image(python_version) for arch."""
+    return f"localhost/stand-in/python:{python_version}-slim-{DEBIAN_SUITE}-{OCI_ARCH[arch]}"
 
 
 def lambda_image(python_version: str = PYTHON_VERSION, arch: str = "x86_64") -> str:
+    _check_arch(arch)
     suffix = "-arm64" if arch == "arm64" else ""
     return f"public.ecr.aws/lambda/python:{python_version}{suffix}"
 
@@ -204,14 +507,24 @@ def uv_image(uv_version: str) -> str:
     return f"ghcr.io/astral-sh/uv:{uv_version}"
 
 
-STANDIN_LABEL = "org.copier-uv-monorepo.stand-in"
+def _check_arch(arch: str) -> None:
+    if arch not in ARCHES:
+        raise ValueError(f"arch must be one of {ARCHES}, not {arch!r}")
 
 
-def _standin_digest(containerfile: str, files: dict[str, str | bytes | Path]) -> str:
-    h = hashlib.sha256(containerfile.encode())
+def _file_key(path: Path) -> bytes:
+    """Content key of a stand-in input: small files by content, big cached ones by stat."""
+    st = path.stat()
+    if st.st_size > 1 << 20:
+        return f"{path}:{st.st_size}:{st.st_mtime_ns}".encode()
+    return path.read_bytes()
+
+
+def _standin_digest(recipe: str, files: dict[str, str | bytes | Path]) -> str:
+    h = hashlib.sha256(recipe.encode())
     for fname in sorted(files):
         content = files[fname]
-        data = content.read_bytes() if isinstance(content, Path) else content
+        data = _file_key(content) if isinstance(content, Path) else content
         h.update(fname.encode() + (data if isinstance(data, bytes) else data.encode()))
     return h.hexdigest()[:16]
 
@@ -224,10 +537,13 @@ def _standin_is_current(name: str, digest: str) -> bool:
     return labels.get(STANDIN_LABEL, digest) == digest
 
 
-def _build_standin(name: str, containerfile: str, files: dict[str, str | bytes | Path]) -> None:
+def _build_standin(
+    name: str, containerfile: str, files: dict[str, str | bytes | Path]
+) -> bool:
+    """buildah bud an amd64 stand-in unless current; True if it was (re)built."""
     digest = _standin_digest(containerfile, files)
     if _standin_is_current(name, digest):
-        return
+        return False
     ctx = CACHE / "standin-ctx" / name.replace("/", "_").replace(":", "_")
     shutil.rmtree(ctx, ignore_errors=True)
     ctx.mkdir(parents=True)
@@ -235,7 +551,11 @@ def _build_standin(name: str, containerfile: str, files: dict[str, str | bytes |
     for fname, content in files.items():
         dest = ctx / fname
         if isinstance(content, Path):
-            shutil.copy2(content, dest)
+            # Hard links: the CPython tarballs are big, and buildah only reads them.
+            try:
+                os.link(content, dest)
+            except OSError:
+                shutil.copy2(content, dest)
         elif isinstance(content, bytes):
             dest.write_bytes(content)
         else:
@@ -248,6 +568,8 @@ def _build_standin(name: str, containerfile: str, files: dict[str, str | bytes |
             "bud",
             "--pull=never",
             "--layers",
+            "--platform",
+            "linux/amd64",
             "-q",
             "-t",
             name,
@@ -257,6 +579,229 @@ def _build_standin(name: str, containerfile: str, files: dict[str, str | bytes |
         ],
         stdout=subprocess.DEVNULL,
     )
+    shutil.rmtree(ctx, ignore_errors=True)
+    return True
+
+
+@dataclass
+class RootfsEdit:
+    """How an arm64 stand-in's root differs from the Debian root it is made from."""
+
+    drop: tuple[str, ...] = ()  # fnmatch patterns of absolute paths (directories: recursive)
+    files: dict[str, tuple[bytes, int]] | None = None  # path -> (content, mode)
+    symlinks: dict[str, str] | None = None  # path -> target
+    dirs: tuple[str, ...] = ()
+
+
+def _derive_tar(base: Path, out: Path, edit: RootfsEdit) -> None:
+    """Copy a root filesystem tarball with edits applied, streaming (nothing is unpacked)."""
+    files = edit.files or {}
+    symlinks = edit.symlinks or {}
+    replaced = set(files) | set(symlinks)
+    with tarfile.open(base) as src, tarfile.open(out, "w") as dst:
+        for member in src:
+            name = member.name[2:] if member.name.startswith("./") else member.name
+            path = "/" + name.strip("/")
+            if path != "/" and (_matches(path, edit.drop) or path in replaced):
+                continue
+            dst.addfile(member, src.extractfile(member) if member.isreg() else None)
+
+        def new(path: str, kind: bytes, mode: int) -> tarfile.TarInfo:
+            info = tarfile.TarInfo("." + path)
+            info.type, info.mode, info.mtime = kind, mode, 0
+            info.uname = info.gname = "root"
+            return info
+
+        for path in edit.dirs:
+            dst.addfile(new(path, tarfile.DIRTYPE, 0o755))
+        for path, target in symlinks.items():
+            info = new(path, tarfile.SYMTYPE, 0o777)
+            info.linkname = target
+            dst.addfile(info)
+        for path, (data, mode) in files.items():
+            info = new(path, tarfile.REGTYPE, mode)
+            info.size = len(data)
+            dst.addfile(info, io.BytesIO(data))
+
+
+def _import_standin(
+    name: str, base: Path, edit: RootfsEdit, changes: list[str], arch: str = "arm64"
+) -> bool:
+    """podman import a root derived from base, with Dockerfile-style changes; no RUN at all.
+
+    The way to layer on an arm64 root here: running anything arm64 fails (no emulator).
+    True if the image was (re)made.
+    """
+    recipe = json.dumps([str(base), _file_key(base).decode(), repr(edit), changes, arch])
+    digest = _standin_digest(recipe, {})
+    if _standin_is_current(name, digest):
+        return False
+    tmp = CACHE / f"import-{digest}.tar"
+    try:
+        _derive_tar(base, tmp, edit)
+        cmd = ["podman", "import", "--arch", OCI_ARCH[arch], "--os", "linux"]
+        for change in [*changes, f"LABEL {STANDIN_LABEL}={digest}"]:
+            cmd += ["--change", change]
+        _run([*cmd, str(tmp), name], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return True
+
+
+def _env_change(env: dict[str, str]) -> list[str]:
+    return [f"ENV {key}={value}" for key, value in env.items()]
+
+
+def _ensure_nopython() -> None:
+    if not image_exists(ROOTFS_IMAGE):
+        _run(
+            ["podman", "import", str(ensure_rootfs_tarball()), ROOTFS_IMAGE],
+            stdout=subprocess.DEVNULL,
+        )
+    _build_standin(NOPYTHON_IMAGE, NOPYTHON_CONTAINERFILE.format(rootfs=ROOTFS_IMAGE), {})
+
+
+def _publish_manifest(name: str, instances: list[str]) -> None:
+    """Point name at a local manifest list over instances, unless it already lists them.
+
+    buildah 1.28 resolves such a name per stage platform with --pull=never (FROM
+    --platform=linux/arm64 gets the arm64 instance), and podman run/inspect get the host's.
+    """
+    digests = {_run(["podman", "image", "inspect", "--format", "{{.Digest}}", i],
+                    capture_output=True).stdout.strip(): i for i in instances}
+    probe = _run(["podman", "manifest", "inspect", name], capture_output=True, check=False)
+    if probe.returncode == 0:
+        listed = {m["digest"] for m in json.loads(probe.stdout).get("manifests", [])}
+        if listed == set(digests):
+            return
+    if probe.returncode == 0:
+        # A stale list (an instance was rebuilt or added): the instances keep their own names.
+        _run(["podman", "manifest", "rm", name], capture_output=True)
+    elif image_exists(name):
+        # An image tagged with the name by an older setup: only the tag goes.
+        _run(["podman", "untag", name, name], capture_output=True)
+    _run(["podman", "manifest", "create", name], stdout=subprocess.DEVNULL)
+    for instance in digests.values():
+        _run(
+            ["podman", "manifest", "add", name, f"containers-storage:{instance}"],
+            stdout=subprocess.DEVNULL,
+        )
+
+
+def ensure_slim(version: str = PYTHON_VERSION, arch: str = "x86_64") -> str:
+    """Build the python:X-slim-bookworm stand-in for arch if needed; returns the name.
+
+    The name is a manifest list over every architecture built so far for it.
+    """
+    _check_arch(arch)
+    if (version, arch) not in SLIM_STANDINS:
+        raise BuilderUnavailable(f"no stand-in for {slim_image(version)} on {arch}")
+    with setup_lock():
+        if arch == "x86_64":
+            _ensure_nopython()
+            info = tuple(int(p) for p in version.split("."))
+            _build_standin(
+                slim_instance(version, arch),
+                SLIM_CONTAINERFILE.format(
+                    nopython=NOPYTHON_IMAGE,
+                    info=info,
+                    path=SLIM_PATH,
+                    full=PYENV_PYTHONS[version],
+                    ssl=SSL_ENV,
+                ),
+                {"cpython.tar": cpython_tarball(version), "ca-certificates.crt": HOST_CA},
+            )
+        else:
+            _ensure_arm64_slim(version)
+        instances = [slim_instance(version, a) for a in ARCHES if (version, a) in SLIM_STANDINS]
+        _publish_manifest(slim_image(version), [i for i in instances if image_exists(i)])
+    return slim_image(version)
+
+
+def _ensure_arm64_slim(version: str) -> None:
+    """Stands in for python:3.11-slim-bookworm (arm64): bookworm arm64 with Debian's python3.11.
+
+    /usr/local/bin/python3.11 (+ python3, python) link to Debian's /usr/bin/python3.11, so a
+    venv made by the amd64 builder (bin/python -> /usr/local/bin/python3.11) resolves here;
+    /usr/bin/python3 is removed so nothing can lean on Debian's generic name. Differs: Debian's
+    3.11 patch release and Debian's stdlib layout (/usr/lib/python3.11, dist-packages) instead
+    of a /usr/local build. Built by podman import: it can never RUN anything.
+    """
+    edit = RootfsEdit(
+        drop=("/usr/bin/python3",),
+        files={"/etc/ssl/certs/ca-certificates.crt": (HOST_CA.read_bytes(), 0o644)},
+        dirs=("/etc/ssl", "/etc/ssl/certs"),
+        symlinks={
+            f"/usr/local/bin/python{version}": f"/usr/bin/python{version}",
+            "/usr/local/bin/python3": f"python{version}",
+            "/usr/local/bin/python": f"python{version}",
+        },
+    )
+    changes = [
+        *_env_change({"PATH": SLIM_PATH, "LANG": "C.UTF-8"}),
+        f"ENV {SSL_ENV}",
+        'CMD ["python3"]',
+    ]
+    _import_standin(slim_instance(version, "arm64"), arm64_rootfs_tar(ARM64_SUITES[version]), edit, changes)
+
+
+def ensure_lambda(version: str = PYTHON_VERSION, arch: str = "x86_64") -> str:
+    """Build the public.ecr.aws/lambda/python:X[-arm64] stand-in if needed; returns the name."""
+    _check_arch(arch)
+    if (version, arch) not in LAMBDA_STANDINS:
+        raise BuilderUnavailable(f"no stand-in for {lambda_image(version, arch)}")
+    name = lambda_image(version, arch)
+    runtime = {"fake_rie.py": FAKE_RIE, "lambda-entrypoint.sh": LAMBDA_ENTRYPOINT}
+    with setup_lock():
+        if arch == "x86_64":
+            _ensure_nopython()
+            _build_standin(
+                name,
+                LAMBDA_CONTAINERFILE.format(
+                    nopython=NOPYTHON_IMAGE,
+                    removed=" ".join(lambda_removed_paths(version)),
+                    env=" ".join(f"{k}={v}" for k, v in LAMBDA_ENV.items()),
+                    ssl=SSL_ENV,
+                ),
+                {"cpython.tar": cpython_tarball(version), "ca-certificates.crt": HOST_CA, **runtime},
+            )
+        else:
+            # Stands in for public.ecr.aws/lambda/python:3.X-arm64: the real configuration and
+            # layout (/var/lang/bin/python3.X, /var/task, /var/runtime, the entrypoint), no
+            # package manager, no find/xargs for 3.12+. Differs: a Debian arm64 root
+            # (ARM64_SUITES) whose python3.X /var/lang/bin links to, Debian's patch release,
+            # and the fake runtime interface. Built by podman import: nothing arm64 RUNs.
+            edit = RootfsEdit(
+                drop=(*lambda_removed_paths(version), "/usr/bin/python3"),
+                files={
+                    "/etc/ssl/certs/ca-certificates.crt": (HOST_CA.read_bytes(), 0o644),
+                    "/var/runtime/fake_rie.py": (FAKE_RIE.encode(), 0o644),
+                    "/lambda-entrypoint.sh": (LAMBDA_ENTRYPOINT.encode(), 0o755),
+                },
+                symlinks={
+                    f"/var/lang/bin/python{version}": f"/usr/bin/python{version}",
+                    "/var/lang/bin/python3": f"python{version}",
+                    "/var/lang/bin/python": f"python{version}",
+                },
+                dirs=(
+                    "/etc/ssl",
+                    "/etc/ssl/certs",
+                    "/var/lang",
+                    "/var/lang/bin",
+                    "/var/lang/lib",
+                    "/var/task",
+                    "/var/runtime",
+                    "/opt/bin",
+                ),
+            )
+            changes = [
+                *_env_change(LAMBDA_ENV),
+                f"ENV {SSL_ENV}",
+                "WORKDIR /var/task",
+                'ENTRYPOINT ["/lambda-entrypoint.sh"]',
+            ]
+            _import_standin(name, arm64_rootfs_tar(ARM64_SUITES[version]), edit, changes)
+    return name
 
 
 def _uv_binaries(uv_version: str) -> dict[str, Path]:
@@ -286,23 +831,38 @@ def _uv_binaries(uv_version: str) -> dict[str, Path]:
     return bins
 
 
-def ensure_images(uv_version: str, python_version: str = PYTHON_VERSION) -> None:
-    if not image_exists(ROOTFS_IMAGE):
-        _run(
-            ["podman", "import", str(ensure_rootfs_tarball()), ROOTFS_IMAGE],
-            stdout=subprocess.DEVNULL,
-        )
-    common = {"ca-certificates.crt": HOST_CA}
-    _build_standin(
-        slim_image(python_version), SLIM_CONTAINERFILE.format(rootfs=ROOTFS_IMAGE), common
-    )
-    # x86_64 only: this machine cannot run arm64 images, so the -arm64 tag is never stood in.
-    _build_standin(
-        lambda_image(python_version),
-        LAMBDA_CONTAINERFILE.format(rootfs=ROOTFS_IMAGE),
-        {**common, "fake_rie.py": FAKE_RIE, "lambda-entrypoint.sh": LAMBDA_ENTRYPOINT},
-    )
-    _build_standin(uv_image(uv_version), UV_CONTAINERFILE, _uv_binaries(uv_version))
+def ensure_uv(uv_version: str) -> str:
+    name = uv_image(uv_version)
+    with setup_lock():
+        _build_standin(name, UV_CONTAINERFILE, _uv_binaries(uv_version))
+    return name
+
+
+def ensure_images(
+    uv_version: str,
+    python_version: str = PYTHON_VERSION,
+    *,
+    slim: tuple[str, ...] = ("x86_64",),
+    lambdas: tuple[str, ...] = ("x86_64",),
+) -> None:
+    """The stand-ins the container tests use by default (x86_64, one Python version).
+
+    Anything else is built on first use by ensure_slim/ensure_lambda, so a session only pays
+    for what it uses.
+    """
+    with setup_lock():
+        for arch in slim:
+            ensure_slim(python_version, arch)
+        for arch in lambdas:
+            ensure_lambda(python_version, arch)
+        ensure_uv(uv_version)
+        # The pre-bookworm-suffix name the current Dockerfiles use, as a second tag on the
+        # amd64 instance (free). Goes once every Dockerfile names python:3.X-slim-bookworm.
+        if "x86_64" in slim:
+            _run(
+                ["podman", "tag", slim_instance(python_version, "x86_64"), f"python:{python_version}-slim"],
+                stdout=subprocess.DEVNULL,
+            )
 
 
 def setup(uv_version: str) -> None:
@@ -310,11 +870,7 @@ def setup(uv_version: str) -> None:
 
     Serialised with a file lock: pytest-xdist workers reach this at the same time.
     """
-    import fcntl
-
-    CACHE.mkdir(parents=True, exist_ok=True)
-    with open(CACHE / "setup.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with setup_lock():
         ensure_tools()
         write_config()
         ensure_images(uv_version)
@@ -329,22 +885,201 @@ def template_uv_version() -> str:
     raise RuntimeError("UV_VERSION not found in extensions/context.py")
 
 
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI must run the container tier)")
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def container_builder() -> ModuleType:
     """Set up the builder tier once per session; skip with the reason, but never in CI."""
-    reason = None
     if sys.platform != "linux":
-        reason = f"container tier needs Linux with buildah/podman, not {sys.platform}"
-    else:
-        try:
-            setup(template_uv_version())
-        except (BuilderUnavailable, subprocess.CalledProcessError, OSError) as err:
-            reason = f"container tier setup failed: {err}"
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason} (CI must run the container tier)")
-        pytest.skip(reason)
+        _unavailable(f"container tier needs Linux with buildah/podman, not {sys.platform}")
+    try:
+        setup(template_uv_version())
+    except (BuilderUnavailable, subprocess.CalledProcessError, OSError) as err:
+        _unavailable(f"container tier setup failed: {err}")
     return sys.modules[__name__]
+
+
+@pytest.fixture(scope="session")
+def arm64_builder(container_builder: ModuleType) -> ModuleType:
+    """The builder tier plus qemu-user-static, for tests that rely on there being NO emulation.
+
+    Fails in CI (skips elsewhere) if this machine has an aarch64 binfmt_misc handler: then a
+    RUN in an arm64 stage would silently run emulated, and the arm64 tests would prove nothing.
+    """
+    if aarch64_binfmt_registered():
+        _unavailable(
+            "an aarch64 binfmt_misc handler is registered: arm64 tests rely on no emulation"
+        )
+    try:
+        with setup_lock():
+            ensure_tools(QEMU_TOOLS)
+    except (BuilderUnavailable, subprocess.CalledProcessError, OSError) as err:
+        _unavailable(f"qemu-user-static setup failed: {err}")
+    return container_builder
+
+
+# --------------------------------------------------------------------------- arm64 without emulation
+
+BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
+# ELF64, little endian, e_machine EM_AARCH64 (0xb7): what a handler for aarch64 matches on.
+_AARCH64_MAGIC = "7f454c460201010000000000000000000200b700"
+
+
+def aarch64_binfmt_registered() -> bool:
+    """True if binfmt_misc holds an enabled handler for aarch64 ELF binaries.
+
+    Reads /proc/sys/fs/binfmt_misc when it is mounted; when it is not, nothing can be read and
+    the answer is False: the "RUN fails with exec format error" test is the real proof.
+    """
+    status = BINFMT_DIR / "status"
+    try:
+        if status.exists() and status.read_text().strip() == "disabled":
+            return False
+        entries = [p for p in BINFMT_DIR.iterdir() if p.name not in ("register", "status")]
+    except OSError:
+        return False
+    for entry in entries:
+        try:
+            text = entry.read_text()
+        except OSError:
+            continue
+        lines = text.splitlines()
+        if not lines or lines[0].strip() != "enabled":
+            continue
+        magic = next((ln.split()[1] for ln in lines if ln.startswith("magic ")), "")
+        if magic.lower().startswith(_AARCH64_MAGIC) or "aarch64" in entry.name:
+            return True
+    return False
+
+
+def export_rootfs(image: str, arch: str | None = None, dest: Path | None = None) -> Path:
+    """The image's whole filesystem unpacked in a directory (podman create + export).
+
+    Cached by image ID under the cache dir (treat it as read-only), or unpacked into dest (a
+    new directory) for throwaway images. With arch, a manifest-list name resolves to that
+    architecture's instance.
+    """
+    if arch:
+        image = image_for_arch(image, arch)
+    ctr = _run(
+        ["podman", "create", "--pull=never", image, "/none"], capture_output=True
+    ).stdout.strip().splitlines()[-1]
+    try:
+        image_id = _run(
+            ["podman", "container", "inspect", "--format", "{{.Image}}", ctr], capture_output=True
+        ).stdout.strip()
+        root = Path(dest) if dest else CACHE / "rootfs" / image_id
+        if root.is_dir():
+            return root
+        tmp = root.with_name(root.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        export = subprocess.Popen(
+            ["podman", "export", ctr], stdout=subprocess.PIPE, env=builder_env()
+        )
+        subprocess.run(
+            ["tar", "-x", "--numeric-owner", "-C", str(tmp)], stdin=export.stdout, check=True
+        )
+        if export.wait() != 0:
+            raise BuilderUnavailable(f"podman export of {image} failed")
+        tmp.rename(root)
+        return root
+    finally:
+        _run(["podman", "rm", "-f", ctr], capture_output=True, check=False)
+
+
+def image_for_arch(name: str, arch: str) -> str:
+    """The image ID name stands for on arch: a manifest list's instance, or name itself.
+
+    Needed because podman 4.3's ``create --arch`` does not pick an instance out of a local
+    manifest list (it returns the host's); buildah's FROM --platform does.
+    """
+    probe = _run(["podman", "manifest", "inspect", name], capture_output=True, check=False)
+    if probe.returncode != 0:
+        return name
+    wanted = [
+        m["digest"]
+        for m in json.loads(probe.stdout).get("manifests", [])
+        if m.get("platform", {}).get("architecture") == OCI_ARCH[arch]
+    ]
+    images = json.loads(_run(["podman", "images", "--format", "json"], capture_output=True).stdout)
+    for img in images:
+        digests = {img.get("Digest")} | {d.split("@")[-1] for d in img.get("RepoDigests") or []}
+        if digests & set(wanted):
+            return img["Id"]
+    raise BuilderUnavailable(f"{name} lists no local image for {arch}")
+
+
+def resolve_in_root(root: Path, path: str) -> Path:
+    """path as the image would see it, symlinks (absolute ones too) resolved inside root."""
+    parts = [p for p in path.split("/") if p]
+    resolved: list[str] = []
+    hops = 0
+    while parts:
+        part = parts.pop(0)
+        if part == ".":
+            continue
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        candidate = root.joinpath(*resolved, part)
+        if candidate.is_symlink():
+            hops += 1
+            if hops > 40:
+                raise OSError(f"too many symlinks resolving {path} in {root}")
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                resolved = []
+            parts = [p for p in target.split("/") if p] + parts
+            continue
+        resolved.append(part)
+    return root.joinpath(*resolved)
+
+
+def elf_machine(path: Path) -> str:
+    """The ELF e_machine of a binary: 'aarch64', 'x86_64' or the raw number."""
+    header = path.read_bytes()[:20]
+    if header[:4] != b"\x7fELF":
+        raise ValueError(f"{path} is not an ELF file")
+    machine = int.from_bytes(header[18:20], "little" if header[5] == 1 else "big")
+    return {0xB7: "aarch64", 0x3E: "x86_64"}.get(machine, str(machine))
+
+
+def qemu_aarch64() -> str:
+    path = shutil.which("qemu-aarch64-static") or "/usr/bin/qemu-aarch64-static"
+    if not Path(path).exists():
+        raise BuilderUnavailable("qemu-aarch64-static is missing (use the arm64_builder fixture)")
+    return path
+
+
+def run_arm64(
+    rootfs: Path,
+    argv: list[str],
+    env: dict[str, str] | None = None,
+    stdin: str | None = None,
+    check: bool = True,
+) -> subprocess.CompletedProcess:
+    """Run one arm64 program of rootfs in qemu user mode: no binfmt_misc, no container.
+
+    ``qemu-aarch64-static -L ROOT ROOT/<argv[0]> argv[1:]``: the dynamic loader and libraries
+    come from ROOT, and qemu looks absolute paths up in ROOT first. One process only: an exec
+    of another arm64 program inside fails (nothing is registered to run it). The environment is
+    exactly env (default: a minimal PATH and LANG), never the host's.
+    """
+    program = resolve_in_root(rootfs, argv[0])
+    cmd = [qemu_aarch64(), "-L", str(rootfs), str(program), *argv[1:]]
+    env = dict(env) if env is not None else {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+    proc = subprocess.run(cmd, env=env, input=stdin, capture_output=True, text=True, check=False)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+        )
+    return proc
 
 
 # --------------------------------------------------------------------------- build/run
