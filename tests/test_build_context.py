@@ -72,7 +72,7 @@ def test_no_secret_reaches_an_image_build_context(
     """Whatever a Dockerfile copies, the context it can copy from holds no secret."""
     probe = tmp_path / "Dockerfile.probe"
     probe.write_text(
-        "FROM python:3.11-slim\nCOPY . /context\n"
+        f"FROM {container_builder.slim_image('3.11')}\nCOPY . /context\n"
         "RUN grep -rl SECRET-CANARY /context || echo NO-SECRETS\n"
     )
     build = container_builder.build(repo_with_secrets, probe, tag="localhost/cumt-context-probe")
