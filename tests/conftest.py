@@ -204,7 +204,7 @@ def s3_client(endpoint: dict[str, str]):
     import boto3
 
     return boto3.client(
-        "s3", endpoint_url=endpoint["AWS_ENDPOINT_URL"], **_boto_credentials(endpoint)
+        "s3", endpoint_url=endpoint["AWS_ENDPOINT_URL"], **boto_credentials(endpoint)
     )
 
 
@@ -244,13 +244,16 @@ def moto_iam() -> Iterator[dict[str, str]]:
                 pytest.fail("moto's server did not start")
             time.sleep(0.2)
         endpoint = f"http://127.0.0.1:{port}"
-        iam = boto3.client("iam", endpoint_url=endpoint, **_boto_credentials(MOTO_CREDENTIALS))
+        iam = boto3.client("iam", endpoint_url=endpoint, **boto_credentials(MOTO_CREDENTIALS))
         iam.create_user(UserName="admin")
         iam.put_user_policy(
             UserName="admin",
             PolicyName="admin",
             PolicyDocument=json.dumps(
-                {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
+                }
             ),
         )
         key = iam.create_access_key(UserName="admin")["AccessKey"]
@@ -265,7 +268,7 @@ def moto_iam() -> Iterator[dict[str, str]]:
         server.wait(timeout=10)
 
 
-def _boto_credentials(endpoint: dict[str, str]) -> dict[str, str]:
+def boto_credentials(endpoint: dict[str, str]) -> dict[str, str]:
     return {
         "region_name": endpoint["AWS_DEFAULT_REGION"],
         "aws_access_key_id": endpoint["AWS_ACCESS_KEY_ID"],

@@ -14,6 +14,7 @@ from types import ModuleType
 
 import builder
 import pytest
+
 container_builder = builder.container_builder
 
 pytestmark = [pytest.mark.slow, pytest.mark.containers]
@@ -59,7 +60,9 @@ def test_no_secret_reaches_the_venv_tarball(
     (tarball,) = dist.rglob("*.tar.gz")
     with tarfile.open(tarball) as tf:
         members = tf.getmembers()
-        leaked = [m.name for m in members if Path(m.name).name in {Path(s).parts[0] for s in SECRETS}]
+        leaked = [
+            m.name for m in members if Path(m.name).name in {Path(s).parts[0] for s in SECRETS}
+        ]
         contents = b"".join(tf.extractfile(m).read() for m in members if m.isfile())
     assert f"{API}/job.py" in " ".join(m.name for m in members), "the package itself is there"
     assert not leaked

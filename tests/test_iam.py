@@ -18,9 +18,9 @@ from pathlib import Path
 
 import boto3
 import pytest
-from standins import venv_tarball
 from botocore.exceptions import ClientError
-from conftest import _boto_credentials, aws_env, copy_template, run
+from conftest import boto_credentials, aws_env, copy_template, run
+from standins import venv_tarball
 
 BUCKET = "iam-artifacts"
 PKG = "nt_api"
@@ -41,7 +41,9 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def admin(moto_iam: dict[str, str]) -> dict[str, str]:
-    s3 = boto3.client("s3", endpoint_url=moto_iam["AWS_ENDPOINT_URL"], **_boto_credentials(moto_iam))
+    s3 = boto3.client(
+        "s3", endpoint_url=moto_iam["AWS_ENDPOINT_URL"], **boto_credentials(moto_iam)
+    )
     s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
     return moto_iam
 
@@ -55,7 +57,9 @@ def without(document: dict, action: str) -> dict:
     """The document with one action taken out of every statement (and empty ones dropped)."""
     statements = []
     for statement in document["Statement"]:
-        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        actions = (
+            statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        )
         kept = [a for a in actions if a != action]
         if kept:
             statements.append({**statement, "Action": kept})
@@ -65,7 +69,7 @@ def without(document: dict, action: str) -> dict:
 
 def user_with(admin: dict[str, str], document: dict) -> dict[str, str]:
     """Credentials of a new IAM user holding exactly `document`, as script environment."""
-    iam = boto3.client("iam", endpoint_url=admin["AWS_ENDPOINT_URL"], **_boto_credentials(admin))
+    iam = boto3.client("iam", endpoint_url=admin["AWS_ENDPOINT_URL"], **boto_credentials(admin))
     name = f"user-{uuid.uuid4().hex[:8]}"
     iam.create_user(UserName=name)
     iam.put_user_policy(UserName=name, PolicyName="shipped", PolicyDocument=json.dumps(document))
@@ -109,10 +113,10 @@ def test_shipped_policies_allow_releasing_and_running(repo: Path, admin, tmp_pat
     assert json.loads(started.stdout.splitlines()[-1])["job"] == PKG
 
     # And nothing more: the task role reads only; CD writes only under the prefix.
-    s3 = boto3.client("s3", endpoint_url=admin["AWS_ENDPOINT_URL"], **_boto_credentials(task))
+    s3 = boto3.client("s3", endpoint_url=admin["AWS_ENDPOINT_URL"], **boto_credentials(task))
     with pytest.raises(ClientError, match="AccessDenied"):
         s3.put_object(Bucket=BUCKET, Key="venvs/x.tar.gz", Body=b"x")
-    s3 = boto3.client("s3", endpoint_url=admin["AWS_ENDPOINT_URL"], **_boto_credentials(cd))
+    s3 = boto3.client("s3", endpoint_url=admin["AWS_ENDPOINT_URL"], **boto_credentials(cd))
     with pytest.raises(ClientError, match="AccessDenied"):
         s3.put_object(Bucket=BUCKET, Key="elsewhere/x.tar.gz", Body=b"x")
 
@@ -120,7 +124,10 @@ def test_shipped_policies_allow_releasing_and_running(repo: Path, admin, tmp_pat
 @pytest.mark.parametrize("action", ["s3:PutObject", "s3:GetObject"])
 def test_cd_role_needs_every_action_it_holds(repo: Path, admin, tmp_path: Path, action) -> None:
     """PutObject releases; GetObject reads the recorded digest when a release is repeated."""
-    assert release_twice(repo, user_with(admin, policy(repo, "cd-role-policy.json")), tmp_path) == [0, 0]
+    assert release_twice(repo, user_with(admin, policy(repo, "cd-role-policy.json")), tmp_path) == [
+        0,
+        0,
+    ]
     reduced = user_with(admin, without(policy(repo, "cd-role-policy.json"), action))
     assert release_twice(repo, reduced, tmp_path) != [0, 0]
 
@@ -148,8 +155,10 @@ def test_oidc_trust_is_bound_to_the_release_environment(repo: Path, admin) -> No
             "token.actions.githubusercontent.com:sub": "repo:acme/monorepo:environment:release",
         }
     }
-    iam = boto3.client("iam", endpoint_url=admin["AWS_ENDPOINT_URL"], **_boto_credentials(admin))
-    iam.create_role(RoleName=f"cd-{uuid.uuid4().hex[:8]}", AssumeRolePolicyDocument=json.dumps(trust))
+    iam = boto3.client("iam", endpoint_url=admin["AWS_ENDPOINT_URL"], **boto_credentials(admin))
+    iam.create_role(
+        RoleName=f"cd-{uuid.uuid4().hex[:8]}", AssumeRolePolicyDocument=json.dumps(trust)
+    )
 
 
 def test_policies_follow_deploy_targets(render) -> None:

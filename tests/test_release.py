@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 import pytest
-from standins import sha256, venv_tarball
 from conftest import aws_env, copy_template, new_bucket, run, s3_client
+from standins import sha256, venv_tarball
 
 PKG = "nt_api"
 
@@ -277,7 +277,10 @@ def test_stop_signals_reach_the_job(repo: Path, tmp_path: Path) -> None:
     assert upload(repo, store, tmp_path / "dist").returncode == 0
     env = {**store.env, "ARTIFACTS_URI": store.uri, "VENVS_DIR": str(tmp_path / "venvs")}
     proc = subprocess.Popen(
-        [sys.executable, "docker/runtime/run_venv.py", PKG], cwd=repo, env=env, text=True,
+        [sys.executable, "docker/runtime/run_venv.py", PKG],
+        cwd=repo,
+        env=env,
+        text=True,
         stderr=subprocess.PIPE,
     )
     deadline = time.monotonic() + 30

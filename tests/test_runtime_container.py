@@ -97,9 +97,7 @@ def test_concurrent_starts_share_one_extraction(released: Path, tmp_path: Path) 
     venvs = tmp_path / "venvs"
     venvs.mkdir()
     venvs.chmod(0o777)
-    names = [
-        start(released, volumes={venvs: "/shared"}, VENVS_DIR="/shared") for _ in range(4)
-    ]
+    names = [start(released, volumes={venvs: "/shared"}, VENVS_DIR="/shared") for _ in range(4)]
     results = [finish(name) for name in names]
     assert [code for code, _ in results] == [0] * 4, results
     assert all(f'"job": "{API}"' in logs for _, logs in results)

@@ -32,9 +32,13 @@ def test_aws_secrets_never_reach_settings(render, monkeypatch, colliding: str) -
     settings = load_settings_module(repo, "nt")
     monkeypatch.setattr(settings, "ENV_PREFIX", colliding)
     monkeypatch.setattr(settings, "__package__", "nt_common")
-    monkeypatch.setattr(settings, "packaged_defaults", lambda: {
-        "environment": "dev", "log_level": "INFO", "aws_region": "eu-west-1"
-    })
+    monkeypatch.setattr(
+        settings,
+        "packaged_defaults",
+        lambda: {"environment": "dev", "log_level": "INFO", "aws_region": "eu-west-1"},
+    )
     loaded = settings.load_settings({**SECRETS, "NT_TEAM": "data"})
-    assert not set(SECRETS.values()) & {str(v) for v in [*loaded.extra.values(), *vars(loaded).values()]}
+    assert not set(SECRETS.values()) & {
+        str(v) for v in [*loaded.extra.values(), *vars(loaded).values()]
+    }
     assert loaded.extra == {}

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import hashlib
 import os
 import re
@@ -141,7 +142,10 @@ def install(tarball: Path, venv: Path, digest: str) -> bool:
         (tmp / EXTRACTED_MARK).write_text(digest + "\n")
         if venv.exists() and _marked(venv) != digest:
             # Not ours to trust (an old in-place extraction, another digest): move it aside.
-            shutil.rmtree(venv.rename(venv.with_name(tmp.name + ".stale")), ignore_errors=True)
+            stale = venv.with_name(tmp.name + ".stale")
+            with contextlib.suppress(FileNotFoundError):  # another task moved it first
+                venv.rename(stale)
+            shutil.rmtree(stale, ignore_errors=True)
         try:
             tmp.rename(venv)
         except OSError:  # another task renamed its copy first
