@@ -31,8 +31,42 @@ def _identifier_problem(value: str, what: str, examples: str) -> str:
     return ""
 
 
+# The prefix is also the settings loader's environment namespace (`<PREFIX>_*`, see the common
+# package's settings.py). These namespaces belong to AWS, the CI runner or the tools, and carry
+# credentials (AWS_SECRET_ACCESS_KEY, ACTIONS_ID_TOKEN_REQUEST_TOKEN) or change how the tools
+# behave: a prefix starting with one would collect them as settings. settings.py skips them too.
+RESERVED_ENV_NAMESPACES = {
+    "aws": "AWS credentials and configuration (AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN)",
+    "amazon": "AWS runtime variables",
+    "ecs": "variables the ECS agent sets (ECS_CONTAINER_METADATA_URI)",
+    "lambda": "variables the Lambda runtime sets (LAMBDA_TASK_ROOT)",
+    "github": "GitHub Actions variables and tokens (GITHUB_TOKEN)",
+    "actions": "GitHub Actions tokens (ACTIONS_ID_TOKEN_REQUEST_TOKEN)",
+    "runner": "GitHub Actions runner variables",
+    "uv": "uv's configuration",
+    "pip": "pip's configuration",
+    "python": "the interpreter's configuration",
+    "pytest": "pytest's configuration",
+    "docker": "Docker's configuration",
+    "git": "git's configuration",
+    "ssh": "the SSH agent",
+    "ld": "the dynamic loader (LD_PRELOAD)",
+    "lc": "the locale",
+    "xdg": "standard directories",
+}
+
+
 def prefix_problem(value: str) -> str:
-    return _identifier_problem(value, "prefix", "'nt' or 'acme_data'")
+    problem = _identifier_problem(value, "prefix", "'nt' or 'acme_data'")
+    first_word = (value or "").split("_")[0]
+    if not problem and first_word in RESERVED_ENV_NAMESPACES:
+        problem = (
+            f"'{value}' is not allowed as a prefix: settings are read from "
+            f"{value.upper()}_* environment variables, and {first_word.upper()}_* belongs to "
+            f"{RESERVED_ENV_NAMESPACES[first_word]}. Choose another prefix, e.g. "
+            f"'{first_word}x' or 'acme'."
+        )
+    return problem
 
 
 def package_name_problem(value: str) -> str:
@@ -97,6 +131,22 @@ def generated_repo_problem(kind: str, external_data: Any) -> str:
     return ""
 
 
+def package_target_problem(package_type: str, external_data: Any, kind: str) -> str:
+    """An ecs or lambda package needs its target's Dockerfile and CD path in the repo."""
+    if kind != "package" or package_type not in ("ecs", "lambda") or copier_operation() != "copy":
+        return ""
+    targets = list(from_repo(external_data, "deploy_targets", kind) or [])
+    if not targets or package_type in targets:
+        return ""
+    wanted = ",".join(sorted({*targets, package_type}))
+    return (
+        f"This repo was generated without the '{package_type}' deploy target, so it has no "
+        f"Dockerfile or CD path for a {package_type} package; nothing was written. Add the "
+        f'target first with `make update DATA="-d deploy_targets=[{wanted}]"` (commit your '
+        "work before), then add the package again."
+    )
+
+
 def package_exists_problem(name: str, prefix: str, destination: Any) -> str:
     if copier_operation() != "copy":
         return ""
@@ -115,6 +165,7 @@ class AnswerValidators(Extension):
             prefix_problem=prefix_problem,
             package_name_problem=package_name_problem,
             package_exists_problem=package_exists_problem,
+            package_target_problem=package_target_problem,
             generated_repo_problem=generated_repo_problem,
             from_repo=from_repo,
             targets_problem=targets_problem,

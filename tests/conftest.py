@@ -7,8 +7,13 @@ sees the same Pythons and never tries to download one.
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import subprocess
+import sys
+import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -165,3 +170,115 @@ def released_template(tmp_path_factory: pytest.TempPathFactory) -> TemplateRelea
     releases = TemplateReleases(tmp_path_factory.mktemp("released") / "template")
     releases.release("0.1.0")
     return releases
+
+
+# --------------------------------------------------------------------------- AWS (moto)
+
+MOTO_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "eu-west-1",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def moto_s3() -> Iterator[dict[str, str]]:
+    """A real S3 API on 127.0.0.1 (moto in server mode), with throwaway credentials.
+
+    The environment a script needs to reach it: AWS_ENDPOINT_URL and the credentials.
+    """
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    yield {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", **MOTO_CREDENTIALS}
+    server.stop()
+
+
+def aws_env(endpoint: dict[str, str], **overrides: str) -> dict[str, str]:
+    """os.environ for a script talking to moto: no profile or real credentials leak in."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    return {**env, **endpoint, **overrides}
+
+
+def s3_client(endpoint: dict[str, str]):
+    import boto3
+
+    return boto3.client(
+        "s3", endpoint_url=endpoint["AWS_ENDPOINT_URL"], **boto_credentials(endpoint)
+    )
+
+
+def new_bucket(endpoint: dict[str, str]) -> str:
+    bucket = f"artifacts-{uuid.uuid4().hex[:8]}"
+    s3_client(endpoint).create_bucket(
+        Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+    )
+    return bucket
+
+
+@pytest.fixture(scope="module")
+def moto_iam() -> Iterator[dict[str, str]]:
+    """moto's server with IAM enforcement on, and an admin's credentials to set things up.
+
+    `INITIAL_NO_AUTH_ACTION_COUNT` is read when moto starts, so this is a server process of
+    its own: the first three calls (create the admin, give it `*`, make its key) run
+    unauthenticated; from then on every call is checked against the caller's policies.
+    """
+    import boto3
+
+    port = free_port()
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if time.monotonic() > deadline or server.poll() is not None:
+                pytest.fail("moto's server did not start")
+            time.sleep(0.2)
+        endpoint = f"http://127.0.0.1:{port}"
+        iam = boto3.client("iam", endpoint_url=endpoint, **boto_credentials(MOTO_CREDENTIALS))
+        iam.create_user(UserName="admin")
+        iam.put_user_policy(
+            UserName="admin",
+            PolicyName="admin",
+            PolicyDocument=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
+                }
+            ),
+        )
+        key = iam.create_access_key(UserName="admin")["AccessKey"]
+        yield {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
+            "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
+            "AWS_DEFAULT_REGION": "eu-west-1",
+        }
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def boto_credentials(endpoint: dict[str, str]) -> dict[str, str]:
+    return {
+        "region_name": endpoint["AWS_DEFAULT_REGION"],
+        "aws_access_key_id": endpoint["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": endpoint["AWS_SECRET_ACCESS_KEY"],
+    }

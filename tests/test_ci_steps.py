@@ -14,13 +14,14 @@ from pathlib import Path
 import gha
 import pytest
 from conftest import copy_template, run
-from gitrepo import append, commit_all
+from gitrepo import append, commit_all, git
 
 pytestmark = pytest.mark.slow
 
 API, COMMON, INGESTION = "nt_api", "nt_common", "nt_ingestion"
 BASE_EXPRESSION = (
     "github.event_name == 'pull_request' && format('origin/{0}', github.base_ref)"
+    " || github.event_name == 'merge_group' && github.event.merge_group.base_sha"
     " || github.event.before"
 )
 
@@ -166,8 +167,12 @@ def test_lint_job_fails_on_unresolved_update_conflicts(
         commit_all(project, "Resolved")
 
 
-def test_release_plan_step_splits_ecs_and_lambda(project: Path) -> None:
+def test_release_plan_step_splits_ecs_and_lambda(project: Path, monkeypatch) -> None:
     cd = gha.load(project / ".github" / "workflows" / "cd.yml")
+    # What checkout (fetch-depth 0) and the runner provide: main's ref, the commit released.
+    head = git(project, "rev-parse", "HEAD")
+    git(project, "update-ref", "refs/remotes/origin/main", head)
+    monkeypatch.setenv("GITHUB_SHA", head)
     version = re.search(
         r'^version = "(.+)"$', (project / "src" / API / "pyproject.toml").read_text(), re.M
     )[1]

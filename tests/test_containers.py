@@ -12,9 +12,7 @@ lambda_architecture=x86_64: this machine cannot run arm64 images.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import socket
 import sys
 import tarfile
 import uuid
@@ -24,7 +22,7 @@ from types import ModuleType
 import artifacts
 import builder
 import pytest
-from conftest import copy_template, run
+from conftest import aws_env, copy_template, new_bucket, run, s3_client
 from gitrepo import commit_all
 
 # The builder tier's session fixture (installs and sets up buildah/podman once per run).
@@ -131,7 +129,7 @@ def test_pins_are_exact_and_dockerignore_keeps_contexts_clean(render) -> None:
     }
     assert not any(image.endswith(":latest") for image in images)
     ignored = set((repo / ".dockerignore").read_text().split())
-    assert {".git", ".venv", "**/.venv", "dist", "**/__pycache__", ".env"} <= ignored
+    assert {".git", ".venv", "**/.venv", "dist", "**/__pycache__", "**/.env"} <= ignored
 
 
 def test_final_stages_run_nothing_on_the_target(render) -> None:
@@ -210,8 +208,8 @@ def test_runtime_image_runs_jobs_from_a_local_directory(
     listed = run(
         [sys.executable, "scripts/upload_all.py", str(artifacts), "--dist", str(venv_dist)],
         cwd=project,
-    ).stdout.split()
-    assert len(listed) == 2
+    ).stdout.splitlines()
+    assert [line.split()[0] for line in listed] == ["released", "released"]
     for path in [artifacts, *artifacts.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
 
@@ -231,26 +229,6 @@ def test_runtime_image_runs_jobs_from_a_local_directory(
     assert uid == "10001"
 
 
-@pytest.fixture(scope="module")
-def moto_s3():
-    """A real S3 API on 127.0.0.1 (moto in server mode), with throwaway credentials."""
-    from moto.server import ThreadedMotoServer
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    env = {
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "eu-west-1",
-    }
-    yield env
-    server.stop()
-
-
 def test_upload_all_to_s3_then_runtime_fetches_latest(
     project: Path,
     venv_dist: Path,
@@ -259,19 +237,9 @@ def test_upload_all_to_s3_then_runtime_fetches_latest(
     moto_s3: dict,
     container_builder: ModuleType,
 ) -> None:
-    import boto3
-
-    bucket = f"artifacts-{uuid.uuid4().hex[:8]}"
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=moto_s3["AWS_ENDPOINT_URL"],
-        region_name="eu-west-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
-    env = {**os.environ, **moto_s3}
-    env.pop("AWS_PROFILE", None)
+    bucket = new_bucket(moto_s3)
+    s3 = s3_client(moto_s3)
+    env = aws_env(moto_s3)
     cmd = [
         sys.executable,
         "scripts/upload_all.py",
@@ -283,13 +251,14 @@ def test_upload_all_to_s3_then_runtime_fetches_latest(
     naming = VARIANTS[variant]["artifact_naming"]
     expected = [artifact_name(naming, API, v) for v in ("0.1.0", "0.3.1")]
     first = run(cmd, cwd=project, env=env)
-    assert first.stdout.split() == [f"s3://{bucket}/venvs/{name}" for name in expected]
+    assert [line.split()[:2] for line in first.stdout.splitlines()] == [
+        ["released", f"s3://{bucket}/venvs/{name}"] for name in expected
+    ]
     keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"])
     assert keys == [f"venvs/{name}" for name in expected]
-
-    again = run(cmd, cwd=project, env=env, check=False)
-    assert again.returncode == 2 and "already exists" in again.stderr and not again.stdout
-    run([*cmd, "--overwrite"], cwd=project, env=env)
+    # Releasing the same build again changes nothing and says so.
+    again = run(cmd, cwd=project, env=env)
+    assert [line.split()[0] for line in again.stdout.splitlines()] == ["unchanged", "unchanged"]
 
     # The runtime image looks the newest version up by prefix in S3 (host network: moto
     # listens on the host's loopback).

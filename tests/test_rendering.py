@@ -103,7 +103,7 @@ def test_locks_are_never_templated(render) -> None:
 
 def test_dockerignore_keeps_vcs_and_secrets_out_of_build_contexts(render) -> None:
     ignored = (render() / ".dockerignore").read_text().split()
-    assert {".git", "**/.venv", ".env", "dist"} <= set(ignored)
+    assert {".git", "**/.venv", "**/.env", "dist"} <= set(ignored)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)

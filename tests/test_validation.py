@@ -15,6 +15,11 @@ BAD_ANSWERS = [
     pytest.param({"package_prefix": "match"}, "Python keyword", id="prefix-soft-keyword"),
     pytest.param({"package_prefix": ""}, "not a valid prefix", id="prefix-empty"),
     pytest.param({"package_prefix": "nt__x"}, "single underscores", id="prefix-double-underscore"),
+    pytest.param({"package_prefix": "aws"}, "AWS_SECRET_ACCESS_KEY", id="prefix-aws"),
+    pytest.param({"package_prefix": "aws_secret"}, "AWS_* belongs to", id="prefix-aws-word"),
+    pytest.param({"package_prefix": "github"}, "GITHUB_TOKEN", id="prefix-github"),
+    pytest.param({"package_prefix": "uv"}, "uv's configuration", id="prefix-uv"),
+    pytest.param({"package_prefix": "python"}, "PYTHON_*", id="prefix-python"),
     pytest.param({"python_version": "3.10"}, "['3.11', '3.12', '3.13', '3.14']", id="python-eol"),
     pytest.param({"python_version": "3.15"}, "['3.11', '3.12', '3.13', '3.14']", id="python-too-new"),
     pytest.param({"ecs_architecture": "amd64"}, "Invalid choice", id="bad-ecs-arch"),
@@ -44,6 +49,7 @@ def test_bad_answer_is_refused_and_nothing_is_written(
     [
         {"package_prefix": "acme_data"},
         {"package_prefix": "x1"},
+        {"package_prefix": "awsx"},  # a namespace of its own: AWSX_*
         {"aws_region": "us-gov-west-1"},
         {"artifacts_bucket": "team.artifacts-01"},
     ],

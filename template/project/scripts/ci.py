@@ -60,6 +60,9 @@ def test(name: str) -> None:
 
 def lock_check() -> None:
     run("uv", "lock", "--check")
+    # The release script runs with `uv run --locked` in CD: its own lock must be current too.
+    if (monorepo.ROOT / "scripts" / "upload_all.py").exists():
+        run("uv", "lock", "--check", "--script", "scripts/upload_all.py")
     if not monorepo.is_shared():
         for pkg in monorepo.discover().values():
             run("uv", "lock", "--check", "--project", f"src/{pkg.dir_name}")
