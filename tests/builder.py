@@ -252,16 +252,21 @@ def ensure_rootfs_tarball() -> Path:
         check=True,
         stdout=subprocess.DEVNULL,
     )
+    return _pack_rootfs(target, ROOTFS_TAR)
+
+
+def _pack_rootfs(root: Path, out: Path) -> Path:
+    """Tar a debootstrapped root into out (atomically), without apt's lists and archives."""
     # apt lists and caches are dead weight in every stand-in image.
     for sub in ("var/cache/apt/archives", "var/lib/apt/lists"):
-        for p in (target / sub).glob("*"):
+        for p in (root / sub).glob("*"):
             if p.is_file():
                 p.unlink()
-    tmp = ROOTFS_TAR.with_suffix(".tmp")
-    subprocess.run(["tar", "-C", str(target), "--numeric-owner", "-cf", str(tmp), "."], check=True)
-    tmp.rename(ROOTFS_TAR)
-    shutil.rmtree(target, ignore_errors=True)
-    return ROOTFS_TAR
+    tmp = out.with_suffix(".tmp")
+    subprocess.run(["tar", "-C", str(root), "--numeric-owner", "-cf", str(tmp), "."], check=True)
+    tmp.rename(out)
+    shutil.rmtree(root, ignore_errors=True)
+    return out
 
 
 def arm64_rootfs_tar(suite: str) -> Path:
@@ -307,14 +312,7 @@ def arm64_rootfs_tar(suite: str) -> Path:
     if (root / "proc").is_symlink():
         (root / "proc").unlink()
         (root / "proc").mkdir()
-    for p in (root / "var/lib/apt/lists").glob("*"):
-        if p.is_file():
-            p.unlink()
-    tmp = out.with_suffix(".tmp")
-    subprocess.run(["tar", "-C", str(root), "--numeric-owner", "-cf", str(tmp), "."], check=True)
-    tmp.rename(out)
-    shutil.rmtree(root, ignore_errors=True)
-    return out
+    return _pack_rootfs(root, out)
 
 
 def pyenv_prefix(version: str) -> Path:
