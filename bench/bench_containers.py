@@ -5,13 +5,14 @@ Figures, not assertions: run it before and after a change and compare.
     uv run --locked python bench/bench_containers.py [--layout shared|independent]
 
 Uses the container tier's builder (buildah/podman and local stand-in base images, set up on
-first use; see tests/builder.py). Renders with python_version=3.11, lambda_architecture=x86_64.
+first use; see tests/builder.py). Renders the default Python (3.13) on this x86_64 machine.
 
 - tarball: size of <prefix>_api's venv tarball, against a tarball of a venv holding the whole
   workspace (every package, no dev tools) built the same way
-- lambda: image size above its base image
-- build: first build (`--no-cache`; uv's download cache stays warm) against a rebuild after a
-  code-only change, for the ECS tarball and the Lambda image
+- lambda: the same service's image built for arm64 (no emulator: the final stage only copies)
+  and for x86_64, side by side: first build (`--no-cache`; uv's download cache stays warm),
+  rebuild after a code-only change, and size above the base image. Goal: arm64 within 1.3x
+- build: first build against a code-only rebuild for the ECS tarball
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ import builder  # noqa: E402
 from copier import run_copy  # noqa: E402
 
 # Builds the whole workspace's venv the way Dockerfile.venv builds one package's, for scale.
+PYTHON = "3.13"
 WHOLE_WORKSPACE_DOCKERFILE = """\
-FROM python:3.11-slim AS builder
+FROM {python_image} AS builder
 COPY --from={uv_image} /uv /bin/uv
 ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never \\
     UV_PYTHON=/usr/local/bin/python3 UV_PROJECT_ENVIRONMENT=/opt/venv
@@ -63,6 +65,45 @@ def touch_code(path: Path) -> None:
     path.write_text(path.read_text() + f"\nBUILD_MARKER = {uuid.uuid4().hex!r}\n")
 
 
+def render(dst: Path, layout: str, lambda_arch: str) -> Path:
+    run_copy(
+        str(ROOT),
+        dst,
+        defaults=True,
+        unsafe=True,
+        vcs_ref="HEAD",
+        quiet=True,
+        data={
+            "python_version": PYTHON,
+            "lambda_architecture": lambda_arch,
+            "workspace_layout": layout,
+        },
+    )
+    return dst
+
+
+def lambda_figures(repo: Path, arch: str, service: str) -> tuple[float, float, int]:
+    """First build, code-only rebuild (seconds) and size above the base (bytes)."""
+    platform = f"linux/{builder.OCI_ARCH[arch]}"
+    image = f"localhost/bench-lambda-{arch}"
+    build_args = {"SERVICE_NAME": service}
+    first = timed_build(
+        repo,
+        "docker/Dockerfile.lambda",
+        tag=image,
+        build_args=build_args,
+        platform=platform,
+        extra=["--no-cache"],
+    )
+    above_base = builder.size(image) - builder.size(builder.lambda_image(PYTHON, arch))
+    touch_code(repo / "src" / service / service / "handler.py")
+    rebuild = timed_build(
+        repo, "docker/Dockerfile.lambda", tag=image, build_args=build_args, platform=platform
+    )
+    builder.remove_image(image)
+    return first, rebuild, above_base
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layout", choices=["shared", "independent"], default="shared")
@@ -70,23 +111,12 @@ def main() -> int:
 
     uv_version = builder.template_uv_version()
     builder.setup(uv_version)
+    builder.ensure_slim(PYTHON, "x86_64")
+    for arch in ("arm64", "x86_64"):
+        builder.ensure_lambda(PYTHON, arch)
+    api, ingestion = "nt_api", "nt_ingestion"
     with tempfile.TemporaryDirectory() as tmp:
-        repo = Path(tmp) / "repo"
-        run_copy(
-            str(ROOT),
-            repo,
-            defaults=True,
-            unsafe=True,
-            vcs_ref="HEAD",
-            quiet=True,
-            data={
-                "python_version": "3.11",
-                "lambda_architecture": "x86_64",
-                "workspace_layout": args.layout,
-            },
-        )
-        api, ingestion = "nt_api", "nt_ingestion"
-
+        repo = render(Path(tmp) / "repo", args.layout, "arm64")
         dist = Path(tmp) / "dist"
         venv_args = {"PACKAGE_NAME": api, "PACKAGE_VERSION": "0.0.0"}
         first_venv = timed_build(
@@ -101,38 +131,30 @@ def main() -> int:
         whole = ""
         if args.layout == "shared":
             ctx = Path(tmp) / "whole"
-            (ctx).mkdir()
+            ctx.mkdir()
             (repo / "docker" / "Dockerfile.whole").write_text(
-                WHOLE_WORKSPACE_DOCKERFILE.format(uv_image=builder.uv_image(uv_version))
+                WHOLE_WORKSPACE_DOCKERFILE.format(
+                    python_image=builder.slim_image(PYTHON), uv_image=builder.uv_image(uv_version)
+                )
             )
             builder.build(repo, "docker/Dockerfile.whole", output=ctx)
             whole_size = (ctx / "whole_workspace.tar.gz").stat().st_size
             whole = f"   whole workspace venv tarball: {kib(whole_size)}"
 
-        image = f"localhost/bench-lambda-{args.layout}"
-        lambda_args = {"SERVICE_NAME": ingestion}
-        first_lambda = timed_build(
-            repo,
-            "docker/Dockerfile.lambda",
-            tag=image,
-            build_args=lambda_args,
-            extra=["--no-cache"],
-        )
-        above_base = builder.size(image) - builder.size(builder.lambda_image())
-        touch_code(repo / "src" / ingestion / ingestion / "handler.py")
-        rebuild_lambda = timed_build(
-            repo, "docker/Dockerfile.lambda", tag=image, build_args=lambda_args
-        )
-        builder.remove_image(image)
+        lambdas = {"arm64": lambda_figures(repo, "arm64", ingestion)}
+        x86_repo = render(Path(tmp) / "repo-x86", args.layout, "x86_64")
+        lambdas["x86_64"] = lambda_figures(x86_repo, "x86_64", ingestion)
 
-    print(f"layout: {args.layout}")
+    print(f"layout: {args.layout}, Python {PYTHON}, built on x86_64 ({os.cpu_count()} cores)")
     print(f"tarball  {api} venv tarball: {kib(api_tarball)}{whole}")
-    print(f"lambda   {ingestion} image above its base: {kib(above_base)}")
-    for what, first, rebuild in (
-        ("ECS tarball", first_venv, rebuild_venv),
-        ("Lambda image", first_lambda, rebuild_lambda),
-    ):
-        print(f"build    {what}: first {first:5.1f} s, code-only rebuild {rebuild:5.1f} s")
+    print(f"build    ECS tarball: first {first_venv:5.1f} s, code-only rebuild {rebuild_venv:5.1f} s")
+    for arch, (first, rebuild, above) in lambdas.items():
+        print(
+            f"lambda   {arch:7} image: first {first:5.1f} s, code-only rebuild {rebuild:5.1f} s,"
+            f" {kib(above)} above its base"
+        )
+    ratio = lambdas["arm64"][0] / lambdas["x86_64"][0]
+    print(f"lambda   arm64 / x86_64 first build: {ratio:4.2f}x (goal: within 1.3x, no emulator)")
     return 0
 
 

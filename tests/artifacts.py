@@ -20,17 +20,22 @@ MANYLINUX_RE = re.compile(r"^manylinux_(\d+)_(\d+)_(\w+)$")
 PYC_KINDS = {0: "timestamp", 1: "unchecked-hash", 3: "checked-hash"}
 
 
+def elf_machine(path: Path) -> str | None:
+    """The machine an ELF file is built for ('aarch64', 'x86_64', ...); None if not ELF."""
+    with path.open("rb") as f:
+        header = f.read(20)
+    if header[:4] != b"\x7fELF" or len(header) < 20:
+        return None
+    (machine,) = struct.unpack_from("<H", header, 18)
+    return ELF_MACHINES.get(machine, f"e_machine {machine}")
+
+
 def elf_machines(root: Path) -> dict[Path, str]:
     """Every ELF file under root (symlinks not followed) and the machine it is built for."""
     found = {}
     for path in root.rglob("*"):
-        if path.is_symlink() or not path.is_file():
-            continue
-        with path.open("rb") as f:
-            header = f.read(20)
-        if header[:4] == b"\x7fELF" and len(header) == 20:
-            (machine,) = struct.unpack_from("<H", header, 18)
-            found[path] = ELF_MACHINES.get(machine, f"e_machine {machine}")
+        if path.is_file() and not path.is_symlink() and (machine := elf_machine(path)):
+            found[path] = machine
     return found
 
 

@@ -10,19 +10,16 @@ No Docker engine and no registry are reachable from the test machines, so this m
 * builds stand-ins for the images the generated Dockerfiles name, tagged with those exact
   names, so every Dockerfile builds unchanged with ``--pull=never``:
 
-  ========================================  ============  =========================================
-  name                                      arch          carries
-  ========================================  ============  =========================================
-  ``python:3.X-slim-bookworm`` (X=11..13)    amd64         pyenv's real CPython 3.X in /usr/local
-  ``python:3.11-slim-bookworm``              arm64         bookworm's arm64 python3.11
-  ``public.ecr.aws/lambda/python:3.X``       amd64         pyenv's real CPython 3.X in /var/lang
-  ``public.ecr.aws/lambda/python:3.11-arm64``  arm64       bookworm's arm64 python3.11
-  ``public.ecr.aws/lambda/python:3.13-arm64``  arm64       trixie's arm64 python3.13
-  ``ghcr.io/astral-sh/uv:<ver>``             amd64         uv and uvx from the uv wheel
-  ========================================  ============  =========================================
+  - ``python:3.X-slim-bookworm`` (X = 11, 12, 13), amd64: pyenv's real CPython 3.X in
+    /usr/local; for 3.11 also arm64: bookworm's arm64 python3.11 (DEBIAN_SUITE, slim_image)
+  - ``public.ecr.aws/lambda/python:3.X`` (X = 11, 12, 13), amd64: pyenv's CPython in /var/lang
+  - ``public.ecr.aws/lambda/python:3.11-arm64`` / ``3.13-arm64``: bookworm's arm64 python3.11
+    / trixie's arm64 python3.13 behind /var/lang/bin
+  - ``ghcr.io/astral-sh/uv:<ver>``, amd64 (arm64 on demand): uv and uvx from the uv wheel,
+    FROM scratch
 
-  ``python:3.X-slim-bookworm`` is a local manifest list (``podman manifest``) over one image
-  per architecture, like the real multi-arch tag: a cross build's ``FROM
+  ``python:3.X-slim-bookworm`` and the uv name are local manifest lists (``podman
+  manifest``) over one image per architecture, like the real multi-arch tags: a cross build's ``FROM
   --platform=linux/amd64`` and ``FROM --platform=linux/arm64`` of that one name get the
   matching instance, and ``podman run`` gets the host's.
 
@@ -52,7 +49,8 @@ import shutil
 import subprocess
 import sys
 import tarfile
-from collections.abc import Callable, Iterator
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -175,7 +173,14 @@ def ensure_tools(tools: dict[str, str] = APT_TOOLS) -> None:
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     subprocess.run(["apt-get", "update", "-q"], check=True, env=env, stdout=subprocess.DEVNULL)
     subprocess.run(
-        ["apt-get", "install", "-y", "-q", "--no-install-recommends", *sorted(set(missing.values()))],
+        [
+            "apt-get",
+            "install",
+            "-y",
+            "-q",
+            "--no-install-recommends",
+            *sorted(set(missing.values())),
+        ],
         check=True,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -290,7 +295,9 @@ def arm64_rootfs_tar(suite: str) -> Path:
     for deb in sorted(archives.glob("*.deb")):
         fsys = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE)
         subprocess.run(
-            ["tar", "-x", "--keep-directory-symlink", "-C", str(root)], stdin=fsys.stdout, check=True
+            ["tar", "-x", "--keep-directory-symlink", "-C", str(root)],
+            stdin=fsys.stdout,
+            check=True,
         )
         if fsys.wait() != 0:
             raise BuilderUnavailable(f"dpkg-deb could not read {deb.name}")
@@ -400,7 +407,9 @@ def lambda_removed_paths(version: str) -> tuple[str, ...]:
 
 
 def _matches(path: str, patterns: tuple[str, ...]) -> bool:
-    return any(fnmatch.fnmatchcase(path, p) or fnmatch.fnmatchcase(path, p + "/*") for p in patterns)
+    return any(
+        fnmatch.fnmatchcase(path, p) or fnmatch.fnmatchcase(path, p + "/*") for p in patterns
+    )
 
 
 SSL_ENV = "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt"
@@ -478,7 +487,7 @@ LAMBDA_ENTRYPOINT = """\
 exec /var/lang/bin/python3 /var/runtime/fake_rie.py "$@"
 """
 
-# Stands in for ghcr.io/astral-sh/uv:<ver> (amd64 only; the real tag is multi-arch): FROM
+# Stands in for ghcr.io/astral-sh/uv:<ver> (amd64 and arm64 instances, see ensure_uv): FROM
 # scratch with /uv and /uvx from the uv wheel, the same binaries the official image carries.
 UV_CONTAINERFILE = """\
 FROM scratch
@@ -538,10 +547,13 @@ def _standin_is_current(name: str, digest: str) -> bool:
 
 
 def _build_standin(
-    name: str, containerfile: str, files: dict[str, str | bytes | Path]
+    name: str, containerfile: str, files: dict[str, str | bytes | Path], arch: str = "x86_64"
 ) -> bool:
-    """buildah bud an amd64 stand-in unless current; True if it was (re)built."""
-    digest = _standin_digest(containerfile, files)
+    """buildah bud a stand-in unless current; True if it was (re)built.
+
+    An arm64 one must be COPY/ENV/LABEL only: a RUN there fails (nothing emulates arm64).
+    """
+    digest = _standin_digest(f"{containerfile}{arch}", files)
     if _standin_is_current(name, digest):
         return False
     ctx = CACHE / "standin-ctx" / name.replace("/", "_").replace(":", "_")
@@ -569,7 +581,7 @@ def _build_standin(
             "--pull=never",
             "--layers",
             "--platform",
-            "linux/amd64",
+            f"linux/{OCI_ARCH[arch]}",
             "-q",
             "-t",
             name,
@@ -667,8 +679,12 @@ def _publish_manifest(name: str, instances: list[str]) -> None:
     buildah 1.28 resolves such a name per stage platform with --pull=never (FROM
     --platform=linux/arm64 gets the arm64 instance), and podman run/inspect get the host's.
     """
-    digests = {_run(["podman", "image", "inspect", "--format", "{{.Digest}}", i],
-                    capture_output=True).stdout.strip(): i for i in instances}
+    digests = {
+        _run(
+            ["podman", "image", "inspect", "--format", "{{.Digest}}", i], capture_output=True
+        ).stdout.strip(): i
+        for i in instances
+    }
     probe = _run(["podman", "manifest", "inspect", name], capture_output=True, check=False)
     if probe.returncode == 0:
         listed = {m["digest"] for m in json.loads(probe.stdout).get("manifests", [])}
@@ -742,7 +758,9 @@ def _ensure_arm64_slim(version: str) -> None:
         f"ENV {SSL_ENV}",
         'CMD ["python3"]',
     ]
-    _import_standin(slim_instance(version, "arm64"), arm64_rootfs_tar(ARM64_SUITES[version]), edit, changes)
+    _import_standin(
+        slim_instance(version, "arm64"), arm64_rootfs_tar(ARM64_SUITES[version]), edit, changes
+    )
 
 
 def ensure_lambda(version: str = PYTHON_VERSION, arch: str = "x86_64") -> str:
@@ -763,7 +781,11 @@ def ensure_lambda(version: str = PYTHON_VERSION, arch: str = "x86_64") -> str:
                     env=" ".join(f"{k}={v}" for k, v in LAMBDA_ENV.items()),
                     ssl=SSL_ENV,
                 ),
-                {"cpython.tar": cpython_tarball(version), "ca-certificates.crt": HOST_CA, **runtime},
+                {
+                    "cpython.tar": cpython_tarball(version),
+                    "ca-certificates.crt": HOST_CA,
+                    **runtime,
+                },
             )
         else:
             # Stands in for public.ecr.aws/lambda/python:3.X-arm64: the real configuration and
@@ -804,11 +826,12 @@ def ensure_lambda(version: str = PYTHON_VERSION, arch: str = "x86_64") -> str:
     return name
 
 
-def _uv_binaries(uv_version: str) -> dict[str, Path]:
-    """uv and uvx from the PyPI wheel: the same binaries the official image carries."""
-    target = CACHE / f"uv-{uv_version}"
+def _uv_binaries(uv_version: str, arch: str = "x86_64") -> dict[str, Path]:
+    """uv and uvx from the PyPI wheel for arch: the same binaries the official image carries."""
+    target = CACHE / (f"uv-{uv_version}" if arch == "x86_64" else f"uv-{uv_version}-{arch}")
     if not (target / "bin" / "uv").exists():
         shutil.rmtree(target, ignore_errors=True)
+        platform = [] if arch == "x86_64" else ["--python-platform", "aarch64-manylinux_2_28"]
         subprocess.run(
             [
                 "uv",
@@ -818,6 +841,7 @@ def _uv_binaries(uv_version: str) -> dict[str, Path]:
                 "--no-deps",
                 "--python",
                 sys.executable,
+                *platform,
                 "--target",
                 str(target),
                 f"uv=={uv_version}",
@@ -831,11 +855,30 @@ def _uv_binaries(uv_version: str) -> dict[str, Path]:
     return bins
 
 
-def ensure_uv(uv_version: str) -> str:
-    name = uv_image(uv_version)
+def uv_instance(uv_version: str, arch: str) -> str:
+    """The single-architecture image behind uv_image(uv_version) for arch."""
+    return f"localhost/stand-in/uv:{uv_version}-{OCI_ARCH[arch]}"
+
+
+def ensure_uv(uv_version: str, arch: str = "x86_64") -> str:
+    """Build the ghcr.io/astral-sh/uv:<ver> stand-in for arch if needed; returns the name.
+
+    Like the real multi-arch tag, the name is a manifest list (over the architectures built so
+    far): buildah 1.28 looks a COPY --from image up for the stage's platform, and an
+    amd64-only image is "not found" from an arm64 stage. The arm64 instance carries the
+    aarch64 binaries of the uv wheel; made with COPY only, it never RUNs.
+    """
+    _check_arch(arch)
     with setup_lock():
-        _build_standin(name, UV_CONTAINERFILE, _uv_binaries(uv_version))
-    return name
+        _build_standin(
+            uv_instance(uv_version, arch),
+            UV_CONTAINERFILE,
+            _uv_binaries(uv_version, arch),
+            arch=arch,
+        )
+        instances = [uv_instance(uv_version, a) for a in ARCHES]
+        _publish_manifest(uv_image(uv_version), [i for i in instances if image_exists(i)])
+    return uv_image(uv_version)
 
 
 def ensure_images(
@@ -856,13 +899,6 @@ def ensure_images(
         for arch in lambdas:
             ensure_lambda(python_version, arch)
         ensure_uv(uv_version)
-        # The pre-bookworm-suffix name the current Dockerfiles use, as a second tag on the
-        # amd64 instance (free). Goes once every Dockerfile names python:3.X-slim-bookworm.
-        if "x86_64" in slim:
-            _run(
-                ["podman", "tag", slim_instance(python_version, "x86_64"), f"python:{python_version}-slim"],
-                stdout=subprocess.DEVNULL,
-            )
 
 
 def setup(uv_version: str) -> None:
@@ -922,7 +958,7 @@ def arm64_builder(container_builder: ModuleType) -> ModuleType:
     return container_builder
 
 
-# --------------------------------------------------------------------------- arm64 without emulation
+# --------------------------------------------------------------------------- arm64, no emulation
 
 BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
 # ELF64, little endian, e_machine EM_AARCH64 (0xb7): what a handler for aarch64 matches on.
@@ -965,9 +1001,11 @@ def export_rootfs(image: str, arch: str | None = None, dest: Path | None = None)
     """
     if arch:
         image = image_for_arch(image, arch)
-    ctr = _run(
-        ["podman", "create", "--pull=never", image, "/none"], capture_output=True
-    ).stdout.strip().splitlines()[-1]
+    ctr = (
+        _run(["podman", "create", "--pull=never", image, "/none"], capture_output=True)
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     try:
         image_id = _run(
             ["podman", "container", "inspect", "--format", "{{.Image}}", ctr], capture_output=True
@@ -975,9 +1013,12 @@ def export_rootfs(image: str, arch: str | None = None, dest: Path | None = None)
         root = Path(dest) if dest else CACHE / "rootfs" / image_id
         if root.is_dir():
             return root
-        tmp = root.with_name(root.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        if not dest:
+            _prune_rootfs_cache()
+        # pytest-xdist workers may export the same image at once: each unpacks into its own
+        # folder (<id>.<random>), and the first rename wins.
+        root.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f"{root.name}.", dir=root.parent))
         export = subprocess.Popen(
             ["podman", "export", ctr], stdout=subprocess.PIPE, env=builder_env()
         )
@@ -986,10 +1027,29 @@ def export_rootfs(image: str, arch: str | None = None, dest: Path | None = None)
         )
         if export.wait() != 0:
             raise BuilderUnavailable(f"podman export of {image} failed")
-        tmp.rename(root)
+        try:
+            tmp.rename(root)
+        except OSError:  # another worker's export landed first
+            shutil.rmtree(tmp, ignore_errors=True)
         return root
     finally:
         _run(["podman", "rm", "-f", ctr], capture_output=True, check=False)
+
+
+def _prune_rootfs_cache() -> None:
+    """Drop exported roots of images that no longer exist (rebuilt stand-ins): ~250 MB each."""
+    cached = CACHE / "rootfs"
+    if not cached.is_dir():
+        return
+    ids = set(
+        _run(["podman", "images", "-a", "--no-trunc", "--format", "{{.ID}}"], capture_output=True)
+        .stdout.replace("sha256:", "")
+        .split()
+    )
+    for entry in cached.iterdir():
+        # <id>.<random> folders are exports still being unpacked by another xdist worker.
+        if "." not in entry.name and entry.name not in ids:
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 def image_for_arch(name: str, arch: str) -> str:
@@ -1039,15 +1099,6 @@ def resolve_in_root(root: Path, path: str) -> Path:
             continue
         resolved.append(part)
     return root.joinpath(*resolved)
-
-
-def elf_machine(path: Path) -> str:
-    """The ELF e_machine of a binary: 'aarch64', 'x86_64' or the raw number."""
-    header = path.read_bytes()[:20]
-    if header[:4] != b"\x7fELF":
-        raise ValueError(f"{path} is not an ELF file")
-    machine = int.from_bytes(header[18:20], "little" if header[5] == 1 else "big")
-    return {0xB7: "aarch64", 0x3E: "x86_64"}.get(machine, str(machine))
 
 
 def qemu_aarch64() -> str:
@@ -1106,9 +1157,17 @@ def build(
     target: str | None = None,
     output: Path | None = None,
     extra: list[str] | None = None,
+    platform: str = "linux/amd64",
 ) -> BuildResult:
+    """Build as BuildKit would with ``--platform``, on this amd64 machine.
+
+    buildah 1.28 does not predefine BUILDPLATFORM/TARGETPLATFORM for FROM lines, so they are
+    passed as build args (BuildKit sets them itself).
+    """
     cmd = ["buildah", "bud", "--pull=never", "--layers", "-f", str(Path(context) / dockerfile)]
-    for key, value in (build_args or {}).items():
+    cmd += ["--platform", platform]
+    build_args = {"BUILDPLATFORM": "linux/amd64", "TARGETPLATFORM": platform, **(build_args or {})}
+    for key, value in build_args.items():
         cmd += ["--build-arg", f"{key}={value}"]
     if tag:
         cmd += ["-t", tag]

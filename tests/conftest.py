@@ -164,6 +164,14 @@ def template_releases(tmp_path: Path) -> TemplateReleases:
     return TemplateReleases(tmp_path / "template")
 
 
+@pytest.fixture(scope="module")
+def released_template(tmp_path_factory: pytest.TempPathFactory) -> TemplateReleases:
+    """This checkout released once as 0.1.0, shared by a module's tests (none releases again)."""
+    releases = TemplateReleases(tmp_path_factory.mktemp("released") / "template")
+    releases.release("0.1.0")
+    return releases
+
+
 # --------------------------------------------------------------------------- AWS (moto)
 
 MOTO_CREDENTIALS = {

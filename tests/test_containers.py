@@ -11,6 +11,7 @@ lambda_architecture=x86_64: this machine cannot run arm64 images.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import sys
@@ -360,6 +361,29 @@ def test_ecs_code_only_change_reuses_the_dependency_layer(
     local = next(s for s in steps if "--no-editable" in s.splitlines()[0])
     assert "Using cache" in third_party
     assert "Using cache" not in local
+
+
+def test_unchanged_package_rebuilds_to_the_same_tarball(
+    project: Path, container_builder: ModuleType, tmp_path: Path
+) -> None:
+    """Rebuilt from scratch, an unchanged package gives the same bytes, so releasing it again
+    is recognised as a no-op by upload_all.py instead of refused as a different artifact."""
+    args = {"PACKAGE_NAME": API, "PACKAGE_VERSION": "7.7.7"}
+    first, again = tmp_path / "first", tmp_path / "again"
+    container_builder.build(project, "docker/Dockerfile.venv", build_args=args, output=first)
+    container_builder.build(
+        project, "docker/Dockerfile.venv", build_args=args, output=again, extra=["--no-cache"]
+    )
+    (one,), (two,) = first.rglob("*.tar.gz"), again.rglob("*.tar.gz")
+    assert hashlib.sha256(one.read_bytes()).digest() == hashlib.sha256(two.read_bytes()).digest()
+    with tarfile.open(one) as tf:
+        members = tf.getmembers()
+    assert {m.mtime for m in members} == {0} and {(m.uid, m.gid) for m in members} == {(0, 0)}
+
+    store = tmp_path / "artifacts"
+    upload = [sys.executable, "scripts/upload_all.py", str(store), "--dist"]
+    assert run([*upload, str(first)], cwd=project).stdout.startswith("released ")
+    assert run([*upload, str(again)], cwd=project).stdout.startswith("unchanged ")
 
 
 # --------------------------------------------------------------------------- added packages

@@ -16,7 +16,6 @@ checked against the real runtime's glibc rather than trusted to fail at import.
 from __future__ import annotations
 
 import json
-import shutil
 import tarfile
 from pathlib import Path
 from types import ModuleType
@@ -26,6 +25,7 @@ import builder
 import pytest
 
 container_builder = builder.container_builder
+arm64_builder = builder.arm64_builder
 
 pytestmark = [pytest.mark.slow, pytest.mark.containers]
 
@@ -35,50 +35,29 @@ LAMBDA_GLIBC = {"3.11": (2, 26), "3.13": (2, 34)}
 BOOKWORM_GLIBC = (2, 36)
 
 
-def cross_build(container: ModuleType, repo: Path, dockerfile: str, target: str, **kwargs):
-    """Build for `target` on this amd64 machine, as BuildKit would with --platform.
-
-    buildah 1.28 does not predefine the platform args for FROM lines, so they are passed.
-    """
-    build_args = {"BUILDPLATFORM": "linux/amd64", "TARGETPLATFORM": target}
-    build_args |= kwargs.pop("build_args", {})
-    return container.build(
-        repo, dockerfile, build_args=build_args, extra=["--platform", target], **kwargs
-    )
-
-
 @pytest.fixture(scope="module")
-def no_emulator(container_builder: ModuleType) -> ModuleType:
-    """Everything below relies on arm64 code never running during a build."""
-    assert not container_builder.aarch64_binfmt_registered(), (
-        "an aarch64 binfmt handler is registered: these tests would not prove a build "
-        "without emulation"
-    )
-    return container_builder
-
-
-@pytest.fixture(scope="module")
-def default_lambda(no_emulator: ModuleType, make_project) -> tuple[Path, Path]:
+def default_lambda(arm64_builder: ModuleType, make_project) -> tuple[Path, Path]:
     """The default answers' Lambda image (Python 3.13, arm64), built here, and its files."""
     repo = make_project()
     answers = (repo / ".copier-answers.yml").read_text()
     assert "lambda_architecture: arm64" in answers and "python_version: '3.13'" in answers
     image = "localhost/cumt-default-lambda-arm64"
-    cross_build(
-        no_emulator,
+    arm64_builder.ensure_slim("3.13", "x86_64")  # the builder stage
+    arm64_builder.ensure_lambda("3.13", "arm64")
+    arm64_builder.build(
         repo,
         "docker/Dockerfile.lambda",
-        "linux/arm64",
+        platform="linux/arm64",
         tag=image,
         build_args={"SERVICE_NAME": "nt_ingestion"},
     )
-    config = no_emulator.inspect(image)
+    config = arm64_builder.inspect(image)
     assert config["Architecture"] == "arm64"
     assert config["Config"]["Cmd"] == ["lambda_function.handler"]
-    base = no_emulator.lambda_image("3.13", "arm64")
+    base = arm64_builder.lambda_image("3.13", "arm64")
     # The base's layers, then exactly three: third-party, local packages, the service.
-    assert no_emulator.layers(image)[:-3] == no_emulator.layers(base)
-    return repo, no_emulator.export_rootfs(image)
+    assert arm64_builder.layers(image)[:-3] == arm64_builder.layers(base)
+    return repo, arm64_builder.export_rootfs(image)
 
 
 def test_default_lambda_image_holds_only_aarch64_code_for_al2023(default_lambda) -> None:
@@ -103,7 +82,7 @@ def test_default_lambda_image_holds_only_aarch64_code_for_al2023(default_lambda)
     assert not (root / "build").exists() and not (root / "bin" / "uv").exists()
 
 
-def test_default_lambda_handler_answers_on_aarch64(default_lambda, no_emulator) -> None:
+def test_default_lambda_handler_answers_on_aarch64(default_lambda, arm64_builder) -> None:
     """The image's own files, run by its own arm64 Python under user-mode qemu."""
     _, root = default_lambda
     code = (
@@ -113,7 +92,7 @@ def test_default_lambda_handler_answers_on_aarch64(default_lambda, no_emulator) 
         "assert yaml.__with_libyaml__, 'the aarch64 C extension did not load';"
         "print(json.dumps(lambda_function.handler(json.loads(sys.stdin.read()), None)))"
     )
-    result = no_emulator.run_arm64(
+    result = arm64_builder.run_arm64(
         root,
         ["/var/lang/bin/python3.13", "-c", code],
         env={"LAMBDA_TASK_ROOT": "/var/task", "LANG": "en_US.UTF-8"},
@@ -124,27 +103,19 @@ def test_default_lambda_handler_answers_on_aarch64(default_lambda, no_emulator) 
     assert json.loads(answer["body"])["ingested"] == ["landing/in/a.csv"]
 
 
-def test_a_run_step_on_arm64_would_fail_here(no_emulator, tmp_path: Path) -> None:
-    """The control for the tests above: an arm64 RUN cannot execute on this machine."""
-    (tmp_path / "Dockerfile").write_text(
-        f"FROM {no_emulator.lambda_image('3.13', 'arm64')}\nRUN true\n"
-    )
-    with pytest.raises(AssertionError, match="exec format error"):
-        no_emulator.build(tmp_path, "Dockerfile", extra=["--platform", "linux/arm64"])
-
-
 @pytest.fixture(scope="module")
-def ecs_arm64(no_emulator: ModuleType, make_project, tmp_path_factory) -> tuple[Path, Path]:
+def ecs_arm64(arm64_builder: ModuleType, make_project, tmp_path_factory) -> tuple[Path, Path]:
     """An ecs_architecture=arm64 repo (Python 3.11: Debian bookworm's arm64 interpreter)."""
     repo = make_project(
         python_version="3.11", deploy_targets=["ecs"], ecs_architecture="arm64"
     )
     dist = tmp_path_factory.mktemp("dist-arm64")
-    cross_build(
-        no_emulator,
+    for arch in ("x86_64", "arm64"):  # the builder stage, and the runtime image's base
+        arm64_builder.ensure_slim("3.11", arch)
+    arm64_builder.build(
         repo,
         "docker/Dockerfile.venv",
-        "linux/arm64",
+        platform="linux/arm64",
         build_args={"PACKAGE_NAME": "nt_api"},
         output=dist,
     )
@@ -152,7 +123,7 @@ def ecs_arm64(no_emulator: ModuleType, make_project, tmp_path_factory) -> tuple[
     return repo, tarball
 
 
-def test_ecs_arm64_tarball_runs_on_aarch64(ecs_arm64, no_emulator, tmp_path: Path) -> None:
+def test_ecs_arm64_tarball_runs_on_aarch64(ecs_arm64, arm64_builder, tmp_path: Path) -> None:
     _, tarball = ecs_arm64
     assert tarball.name == "nt_api__venv_0.1.0.tar.gz"
     venv = tmp_path / "venv"
@@ -163,39 +134,35 @@ def test_ecs_arm64_tarball_runs_on_aarch64(ecs_arm64, no_emulator, tmp_path: Pat
     assert machines and set(machines.values()) == {"aarch64"}, machines
     assert artifacts.wheel_problems(site, "aarch64", BOOKWORM_GLIBC) == []
 
-    # The venv extracted into the arm64 runtime's root, its C extensions imported by that
-    # root's own Python 3.11, and the job run.
-    root = tmp_path / "root"
-    shutil.copytree(
-        no_emulator.export_rootfs(no_emulator.slim_image("3.11", "arm64")), root, symlinks=True
-    )
-    shutil.copytree(venv, root / "job", symlinks=True)
+    # The venv's C extensions imported, and the job run, by the arm64 runtime image's own
+    # Python 3.11. qemu looks paths up in the root first, then on the host, where the venv is.
+    root = arm64_builder.export_rootfs(arm64_builder.slim_image("3.11"), arch="arm64")
     code = (
         "import platform, yaml, runpy;"
         "assert platform.machine() == 'aarch64';"
         "assert yaml.__with_libyaml__, 'the aarch64 C extension did not load';"
         "runpy.run_module('nt_api', run_name='__main__')"
     )
-    result = no_emulator.run_arm64(
+    result = arm64_builder.run_arm64(
         root,
         ["/usr/local/bin/python3.11", "-c", code, "--records", "3"],
-        env={"PYTHONPATH": "/job/lib/python3.11/site-packages"},
+        env={"PYTHONPATH": str(site)},
     )
     assert json.loads(result.stdout.strip().splitlines()[-1])["processed"] == 3
 
 
-def test_ecs_arm64_runtime_image_builds_without_emulation(ecs_arm64, no_emulator) -> None:
+def test_ecs_arm64_runtime_image_builds_without_emulation(ecs_arm64, arm64_builder) -> None:
     repo, _ = ecs_arm64
     image = "localhost/cumt-runtime-arm64"
-    cross_build(no_emulator, repo, "docker/Dockerfile.runtime", "linux/arm64", tag=image)
-    config = no_emulator.inspect(image)
+    arm64_builder.build(repo, "docker/Dockerfile.runtime", tag=image, platform="linux/arm64")
+    config = arm64_builder.inspect(image)
     assert config["Architecture"] == "arm64"
     assert config["Config"]["User"] == "10001:10001"
-    root = no_emulator.export_rootfs(image)
+    root = arm64_builder.export_rootfs(image)
     machines = artifacts.elf_machines(root / "opt" / "run-venv")
     assert set(machines.values()) <= {"aarch64"}, machines
     # The entrypoint's environment runs on the image's own arm64 interpreter.
-    result = no_emulator.run_arm64(
+    result = arm64_builder.run_arm64(
         root,
         [
             "/usr/local/bin/python3.11",
@@ -205,4 +172,4 @@ def test_ecs_arm64_runtime_image_builds_without_emulation(ecs_arm64, no_emulator
         env={"PYTHONPATH": "/opt/run-venv/lib/python3.11/site-packages"},
     )
     assert result.stdout.startswith("aarch64 ")
-    no_emulator.remove_image(image)
+    arm64_builder.remove_image(image)

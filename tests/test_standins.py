@@ -14,6 +14,7 @@ import stat
 from pathlib import Path
 from types import ModuleType
 
+import artifacts
 import builder
 import pytest
 
@@ -108,7 +109,7 @@ def test_lambda_standins_carry_the_real_configuration(
     root = builder.export_rootfs(name, arch=arch)
     for link in (f"python{version}", "python3"):
         python = builder.resolve_in_root(root, f"/var/lang/bin/{link}")
-        assert builder.elf_machine(python) == {"x86_64": "x86_64", "arm64": "aarch64"}[arch]
+        assert artifacts.elf_machine(python) == {"x86_64": "x86_64", "arm64": "aarch64"}[arch]
     # No Debian python3 behind /var/lang's back.
     assert not os.path.lexists(root / "usr/bin/python3")
 
@@ -171,7 +172,7 @@ def test_arm64_standins_are_arm64(kind: str, version: str, arm64_builder: Module
     assert builder.inspect(instance)["Architecture"] == "arm64"
     root = builder.export_rootfs(name, arch="arm64")
     python = builder.resolve_in_root(root, PYTHON_PATH[kind].format(v=version))
-    assert builder.elf_machine(python) == "aarch64"
+    assert artifacts.elf_machine(python) == "aarch64"
 
 
 def test_run_in_an_arm64_stage_fails_because_nothing_emulates(
@@ -181,7 +182,7 @@ def test_run_in_an_arm64_stage_fails_because_nothing_emulates(
     base = builder.ensure_lambda("3.13", "arm64")
     (tmp_path / "Dockerfile").write_text(f"FROM {base}\nRUN true\n")
     with pytest.raises(AssertionError, match="exec format error"):
-        builder.build(tmp_path, "Dockerfile", extra=["--platform", "linux/arm64"])
+        builder.build(tmp_path, "Dockerfile", platform="linux/arm64")
 
 
 @pytest.mark.parametrize(("kind", "version"), ARM64, ids=lambda v: v)
@@ -199,7 +200,9 @@ def test_run_arm64_runs_the_standins_python_in_user_mode_qemu(
 
     if kind == "lambda":
         # The stand-in's own fake runtime interface, run the same way on a handler.
-        (tmp_path / "app.py").write_text("def handler(event, context):\n    return event['n'] * 2\n")
+        (tmp_path / "app.py").write_text(
+            "def handler(event, context):\n    return event['n'] * 2\n"
+        )
         env = {"LAMBDA_TASK_ROOT": str(tmp_path), "PATH": "/var/lang/bin:/usr/bin:/bin"}
         answer = builder.run_arm64(
             root, [python, "/var/runtime/fake_rie.py", "app.handler"], env=env, stdin='{"n": 21}'
@@ -215,21 +218,20 @@ RUN uname -m > /built-on && python3 -c "import platform; print(platform.machine(
 
 FROM {final_from}
 COPY --from=builder /built-on /built-on
-"""
+{final_extra}"""
 
 
 def _cross_build(
-    tmp_path: Path, final_from: str, tag: str, slim: str, uv: str
+    tmp_path: Path, final_from: str, tag: str, slim: str, uv: str, final_extra: str = ""
 ) -> tuple[dict, Path]:
     (tmp_path / "Dockerfile").write_text(
-        CROSS_DOCKERFILE.format(slim=slim, uv=uv, final_from=final_from)
+        CROSS_DOCKERFILE.format(slim=slim, uv=uv, final_from=final_from, final_extra=final_extra)
     )
     builder.build(
         tmp_path,
         "Dockerfile",
         tag=tag,
-        build_args={"BUILDPLATFORM": "linux/amd64", "TARGETPLATFORM": "linux/arm64"},
-        extra=["--platform", "linux/arm64"],
+        platform="linux/arm64",
     )
     try:
         info = builder.inspect(tag)
@@ -251,9 +253,11 @@ def test_one_slim_name_serves_both_stages_of_a_cross_build(
     assert info["Architecture"] == "arm64"
     built_on = (root / "built-on").read_text().split("\n")
     assert built_on[:2] == ["x86_64", "x86_64"] and built_on[2].startswith("uv ")
-    assert builder.elf_machine(builder.resolve_in_root(root, "/usr/local/bin/python3")) == "aarch64"
+    assert artifacts.elf_machine(builder.resolve_in_root(root, "/usr/local/bin/python3")) == "aarch64"
     # podman run (no platform asked) gets the host's instance.
-    machine = builder.run(slim, "python3", "-c", "import platform; print(platform.machine())").stdout
+    machine = builder.run(
+        slim, "python3", "-c", "import platform; print(platform.machine())"
+    ).stdout
     assert machine.strip() == "x86_64"
 
 
@@ -266,5 +270,41 @@ def test_unpinned_final_stage_inherits_the_build_platform(
     slim = builder.ensure_slim("3.11", "arm64")
     uv = builder.ensure_uv(builder.template_uv_version())
     info, root = _cross_build(tmp_path, slim, "localhost/standins-cross-unpinned", slim, uv)
-    machine = builder.elf_machine(builder.resolve_in_root(root, "/usr/local/bin/python3"))
+    machine = artifacts.elf_machine(builder.resolve_in_root(root, "/usr/local/bin/python3"))
     assert (info["Architecture"], machine) == ("arm64", "x86_64")
+
+
+def test_uv_name_serves_an_arm64_stage(arm64_builder: ModuleType, tmp_path: Path) -> None:
+    """Like the real multi-arch tag; an amd64-only image is "not found" from an arm64 stage."""
+    uv = builder.ensure_uv(builder.template_uv_version(), "arm64")
+    base = builder.ensure_lambda("3.13", "arm64")
+    (tmp_path / "Dockerfile").write_text(f"FROM {base}\nCOPY --from={uv} /uv /bin/uv\n")
+    tag = "localhost/standins-uv-arm64"
+    builder.build(tmp_path, "Dockerfile", tag=tag, extra=["--platform", "linux/arm64"])
+    try:
+        root = builder.export_rootfs(tag, dest=tmp_path / "rootfs")
+    finally:
+        builder.remove_image(tag)
+    assert builder.elf_machine(root / "bin/uv") == "aarch64"
+
+
+def test_copy_from_one_image_in_both_stages_reuses_the_first_platform(
+    arm64_builder: ModuleType, tmp_path: Path
+) -> None:
+    """buildah 1.28: an image COPY --from'd in the amd64 stage and again in the arm64 stage
+    gives the arm64 stage the amd64 files (the name is resolved once per build). Dockerfiles
+    must bring such files into an arm64 stage through a stage of the right platform."""
+    builder.ensure_slim("3.11", "x86_64")
+    slim = builder.ensure_slim("3.11", "arm64")
+    uv = builder.ensure_uv(builder.template_uv_version())
+    builder.ensure_uv(builder.template_uv_version(), "arm64")
+    info, root = _cross_build(
+        tmp_path,
+        f"--platform=$TARGETPLATFORM {slim}",
+        "localhost/standins-cross-uv",
+        slim,
+        uv,
+        final_extra=f"COPY --from={uv} /uv /uv-for-target\n",
+    )
+    assert info["Architecture"] == "arm64"
+    assert builder.elf_machine(root / "uv-for-target") == "x86_64"
