@@ -103,3 +103,4 @@ def test_concurrent_starts_share_one_extraction(released: Path, tmp_path: Path) 
     assert all(f'"job": "{API}"' in logs for _, logs in results)
     assert sum(", extracted)" in logs for _, logs in results) >= 1
     assert sorted(p.name for p in venvs.iterdir()) == [f"{API}-0.1.0"]
+
