@@ -4,7 +4,7 @@ stop working when any one action they need is taken away.
 
 moto enforces identity policies of users, so an IAM user holding the shipped permissions
 document stands in for the role (CD's, the ECS task's) that would hold it in AWS. Tarballs
-are stand-ins (tests/standins.py).
+are stand-ins (tests/venv_tarballs.py).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from conftest import boto_credentials, aws_env, copy_template, run
-from standins import venv_tarball
+from venv_tarballs import venv_tarball
 
 BUCKET = "iam-artifacts"
 PKG = "nt_api"

@@ -1,7 +1,7 @@
 """Releases and the runtime's fetch, run for real: the generated scripts/upload_all.py against
 a directory and moto's S3 server, docker/runtime/run_venv.py fetching from both.
 
-Tarballs are stand-ins (tests/standins.py: a .tar.gz whose bin/python is a shell script), so
+Tarballs are stand-ins (tests/venv_tarballs.py: a .tar.gz whose bin/python is a shell script), so
 these tests need no container build; the container tier runs the real venv tarballs.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import aws_env, copy_template, new_bucket, run, s3_client
-from standins import sha256, venv_tarball
+from venv_tarballs import sha256, venv_tarball
 
 PKG = "nt_api"
 
