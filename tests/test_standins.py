@@ -280,12 +280,12 @@ def test_uv_name_serves_an_arm64_stage(arm64_builder: ModuleType, tmp_path: Path
     base = builder.ensure_lambda("3.13", "arm64")
     (tmp_path / "Dockerfile").write_text(f"FROM {base}\nCOPY --from={uv} /uv /bin/uv\n")
     tag = "localhost/standins-uv-arm64"
-    builder.build(tmp_path, "Dockerfile", tag=tag, extra=["--platform", "linux/arm64"])
+    builder.build(tmp_path, "Dockerfile", tag=tag, platform="linux/arm64")
     try:
         root = builder.export_rootfs(tag, dest=tmp_path / "rootfs")
     finally:
         builder.remove_image(tag)
-    assert builder.elf_machine(root / "bin/uv") == "aarch64"
+    assert artifacts.elf_machine(root / "bin/uv") == "aarch64"
 
 
 def test_copy_from_one_image_in_both_stages_reuses_the_first_platform(
@@ -307,4 +307,4 @@ def test_copy_from_one_image_in_both_stages_reuses_the_first_platform(
         final_extra=f"COPY --from={uv} /uv /uv-for-target\n",
     )
     assert info["Architecture"] == "arm64"
-    assert builder.elf_machine(root / "uv-for-target") == "x86_64"
+    assert artifacts.elf_machine(root / "uv-for-target") == "x86_64"

@@ -121,9 +121,9 @@ def rewrite_sources(text: str, layout: str, local: dict[str, str]) -> str:
         elif in_sources and (match := SOURCE_LINE.match(stripped)):
             folder = local.get(monorepo.normalize(match["name"]))
             if folder:
-                value = (
-                    "{ workspace = true }" if layout == "shared" else f'{{ path = "../{folder}" }}'
-                )
+                # Inline tables written whole (no f-string braces to escape).
+                target = "workspace = true" if layout == "shared" else f'path = "../{folder}"'
+                value = "{ " + target + " }"
                 ending = "\n" if line.endswith("\n") else ""
                 line = f"{match['name']} = {value}{match['rest']}{ending}"
         lines.append(line)
@@ -148,7 +148,7 @@ def check_sources(layout: str, local: dict[str, str]) -> None:
                 raise Failed(
                     f"src/{folder}/pyproject.toml: the source of {dist} ({source}) is not in a "
                     f"form this command rewrites; write it as one line "
-                    f"`{dist} = {{ ... }}` under [tool.uv.sources] and run it again"
+                    f"`{dist} = " + "{ ... }` under [tool.uv.sources] and run it again"
                 )
 
 
