@@ -18,6 +18,14 @@ import yaml
 
 EXPRESSION = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
 
+# ci.yml's diff base for the affected job (pull request, merge queue, push): tests that run
+# that job give this expression its value.
+CI_BASE_EXPRESSION = (
+    "github.event_name == 'pull_request' && format('origin/{0}', github.base_ref)"
+    " || github.event_name == 'merge_group' && github.event.merge_group.base_sha"
+    " || github.event.before"
+)
+
 
 def load(path: Path) -> dict[str, Any]:
     data = yaml.safe_load(path.read_text())

@@ -19,11 +19,6 @@ from gitrepo import append, commit_all, git
 pytestmark = pytest.mark.slow
 
 API, COMMON, INGESTION = "nt_api", "nt_common", "nt_ingestion"
-BASE_EXPRESSION = (
-    "github.event_name == 'pull_request' && format('origin/{0}', github.base_ref)"
-    " || github.event_name == 'merge_group' && github.event.merge_group.base_sha"
-    " || github.event.before"
-)
 
 
 def ci(repo: Path) -> dict:
@@ -64,7 +59,9 @@ def project(request: pytest.FixtureRequest, make_project: Callable[..., Path]) -
 def test_every_ci_job_passes_on_a_fresh_project(project: Path) -> None:
     """The affected job lists every package of a first push; each one's job, locks, lint pass."""
     workflow = ci(project)
-    results, outputs = gha.run_job(project, workflow, "affected", {BASE_EXPRESSION: "0" * 40})
+    results, outputs = gha.run_job(
+        project, workflow, "affected", {gha.CI_BASE_EXPRESSION: "0" * 40}
+    )
     assert all(r.returncode == 0 for r in results), gha.describe(results)
     packages = json.loads(outputs["packages"])
     assert packages == [API, COMMON, INGESTION]
@@ -81,7 +78,7 @@ def test_affected_job_output_feeds_the_matrix(project: Path) -> None:
     base = commit_all(project, "Base")
     append(project / "src" / API / API / "job.py", "\n# touched\n")
     commit_all(project, "Touch api")
-    _, outputs = gha.run_job(project, ci(project), "affected", {BASE_EXPRESSION: base})
+    _, outputs = gha.run_job(project, ci(project), "affected", {gha.CI_BASE_EXPRESSION: base})
     assert json.loads(outputs["packages"]) == [API]
 
 
@@ -249,7 +246,7 @@ def test_packages_added_later_join_ci_and_cd_without_edits(
     commit_all(repo, "Add a package of every type")
     added = ["nt_new_ecs", "nt_new_lambda", "nt_new_library"]
 
-    _, outputs = gha.run_job(repo, ci(repo), "affected", {BASE_EXPRESSION: base})
+    _, outputs = gha.run_job(repo, ci(repo), "affected", {gha.CI_BASE_EXPRESSION: base})
     everything = sorted([API, COMMON, INGESTION, *added])
     # The shared lock changed with them, which touches every package; own locks don't.
     assert json.loads(outputs["packages"]) == (everything if layout == "shared" else added)
@@ -260,7 +257,7 @@ def test_packages_added_later_join_ci_and_cd_without_edits(
     # They depend on common, so a change there reaches them too.
     append(repo / "src" / COMMON / COMMON / "logs.py", "\n# touched\n")
     commit_all(repo, "Touch common")
-    _, outputs = gha.run_job(repo, ci(repo), "affected", {BASE_EXPRESSION: base})
+    _, outputs = gha.run_job(repo, ci(repo), "affected", {gha.CI_BASE_EXPRESSION: base})
     assert json.loads(outputs["packages"]) == everything
 
     plan = run(["python3", "scripts/release_plan.py", "--tag", "v1.0.0"], cwd=repo)

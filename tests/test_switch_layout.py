@@ -21,10 +21,6 @@ pytestmark = pytest.mark.slow
 
 RELEASE = "0.1.0"
 OTHER = {"shared": "independent", "independent": "shared"}
-BASE_EXPRESSION = (
-    "github.event_name == 'pull_request' && format('origin/{0}', github.base_ref)"
-    " || github.event.before"
-)
 # Root files that only the template writes: after a switch they match a fresh render.
 TEMPLATE_OWNED = ("Makefile", "pyproject.toml", "README.md", ".github/", "docker/", "scripts/")
 
@@ -80,7 +76,7 @@ def tracked(repo: Path) -> list[str]:
 def run_ci(repo: Path, base: str, packages: list[str]) -> None:
     """The generated CI, job by job: affected packages, each test job, locks, lint."""
     workflow = gha.load(repo / ".github/workflows/ci.yml")
-    results, outputs = gha.run_job(repo, workflow, "affected", {BASE_EXPRESSION: base})
+    results, outputs = gha.run_job(repo, workflow, "affected", {gha.CI_BASE_EXPRESSION: base})
     assert all(r.returncode == 0 for r in results), gha.describe(results)
     # The switch rewrites the root files, so every package is retested.
     assert json.loads(outputs["packages"]) == packages
