@@ -157,10 +157,12 @@ def package_exists_problem(name: str, prefix: str, destination: Any) -> str:
 
 
 class AnswerValidators(Extension):
-    """Register the checks above as Jinja filters."""
+    """Register the checks above as Jinja filters, and the reserved namespaces for settings.py."""
 
     def __init__(self, environment: Environment) -> None:
         super().__init__(environment)
+        # The generated settings loader skips the very namespaces a prefix may not use.
+        environment.globals["reserved_env_namespaces"] = list(RESERVED_ENV_NAMESPACES)
         environment.filters.update(
             prefix_problem=prefix_problem,
             package_name_problem=package_name_problem,
