@@ -1064,7 +1064,13 @@ def image_for_arch(name: str, arch: str) -> str:
         for m in json.loads(probe.stdout).get("manifests", [])
         if m.get("platform", {}).get("architecture") == OCI_ARCH[arch]
     ]
-    images = json.loads(_run(["podman", "images", "--format", "json"], capture_output=True).stdout)
+    # Another xdist worker may remove an image while podman lists them (exit 125): list again.
+    for attempt in range(3):
+        listing = _run(["podman", "images", "--format", "json"], capture_output=True, check=False)
+        if listing.returncode == 0 or attempt == 2:
+            listing.check_returncode()
+            break
+    images = json.loads(listing.stdout)
     for img in images:
         digests = {img.get("Digest")} | {d.split("@")[-1] for d in img.get("RepoDigests") or []}
         if digests & set(wanted):
