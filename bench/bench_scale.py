@@ -14,7 +14,9 @@ It prints, per layout:
 - lock-check: wall time of `make lock-check`;
 - add: wall time of `make new-package` (Copier through uvx, plus the lock);
 - switch: wall time of `make switch-layout` to the other layout (only for --switch-sizes).
-uv's cache is warm after the first repo; Python is never downloaded.
+uv's cache is warm after the first repo; Python is never downloaded. The repos are generated
+from a clone of this checkout with the working tree committed, so `make new-package` and
+`make switch-layout` find the recorded template commit.
 """
 
 from __future__ import annotations
@@ -66,13 +68,29 @@ def clone_package(repo: Path, source: str, name: str) -> None:
     (repo / ".copier" / f"package-{name}.yml").write_text(answers.replace(source, name))
 
 
-def make_repo(work: Path, size: int, layout: str) -> Path:
+def template_clone(work: Path) -> Path:
+    """A git repo holding this checkout's working tree (tracked and new files), committed."""
+    clone = work / "template"
+    sh("git", "clone", "--quiet", str(ROOT), str(clone), cwd=work)
+    files = sh("git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", cwd=ROOT)
+    for name in filter(None, files.split("\0")):
+        source, target = ROOT / name, clone / name
+        if source.is_symlink() or source.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.unlink(missing_ok=True)
+            shutil.copy2(source, target, follow_symlinks=False)
+    sh("git", "add", "-A", cwd=clone)
+    sh("git", "commit", "--quiet", "--no-verify", "--allow-empty", "-m", "working tree", cwd=clone)
+    return clone
+
+
+def make_repo(work: Path, template: Path, size: int, layout: str) -> Path:
     repo = work / f"repo-{layout}-{size}"
     sh(sys.executable, "-m", "copier", "copy", "--trust", "--defaults", "--quiet", "--vcs-ref", "HEAD",
-       "-d", "python_version=3.11", "-d", f"workspace_layout={layout}", str(ROOT), str(repo), cwd=work)
+       "-d", "python_version=3.11", "-d", f"workspace_layout={layout}", str(template), str(repo), cwd=work)
     commit(repo, "generated")
     sh(sys.executable, "-m", "copier", "copy", "--trust", "--defaults", "--quiet", "--vcs-ref", "HEAD",
-       "-d", "template_kind=package", "-d", "package_name=p001", str(ROOT), str(repo), cwd=work)
+       "-d", "template_kind=package", "-d", "package_name=p001", str(template), str(repo), cwd=work)
     for number in range(2, size - SAMPLES + 1):
         clone_package(repo, "p001", f"p{number:03d}")
     sh("make", "lock", cwd=repo)
@@ -107,9 +125,10 @@ def main() -> int:
     print(f"{'packages':>8} {'layout':<12} {'affected s':>10} {'test jobs':>9} {'lock-check s':>12} "
           f"{'add pkg s':>9} {'switch s':>9}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
+        template = template_clone(Path(tmp))
         for size in args.sizes:
             for layout in args.layouts:
-                repo = make_repo(Path(tmp), size, layout)
+                repo = make_repo(Path(tmp), template, size, layout)
                 f = measure(repo, size in args.switch_sizes, layout)
                 switch = f"{f['switch_s']:9.1f}" if "switch_s" in f else f"{'-':>9}"
                 print(f"{size:>8} {layout:<12} {f['affected_s']:>10.3f} {f['jobs']:>9} "

@@ -11,6 +11,7 @@ import json
 import re
 from pathlib import Path
 
+import builder
 import gha
 import pytest
 import yaml
@@ -18,6 +19,11 @@ from conftest import copy_template, run, tree_snapshot
 from gitrepo import commit_all, git
 
 pytestmark = pytest.mark.slow
+
+# The builder tier with qemu-user-static and no aarch64 emulation registered: the default
+# answers ship Lambda images for arm64.
+container_builder = builder.container_builder
+arm64_builder = builder.arm64_builder
 
 RELEASE = "0.1.0"
 OTHER = {"shared": "independent", "independent": "shared"}
@@ -118,7 +124,64 @@ def lived_in(request, released_template, tmp_path: Path) -> Path:
     return repo
 
 
-def test_switch_there_and_back_keeps_the_team_work(lived_in: Path, released_template, tmp_path):
+def build_and_run_artifacts(repo: Path, containers, dist: Path) -> None:
+    """The layout's Dockerfiles ship the team's packages, built with the container tier.
+
+    nt_reports' venv tarball (x86_64, the default ECS answer) carries nt_billing and six, a
+    dependency the team added between packages, and runs in the python:3.11-slim stand-in;
+    nt_ingestion's Lambda image (arm64, the default Lambda answer) answers an event with its
+    own aarch64 Python 3.11 under user-mode qemu, on the AL2-like arm64 stand-in.
+    """
+    containers.ensure_slim("3.11", "x86_64")
+    containers.build(
+        repo, "docker/Dockerfile.venv", build_args={"PACKAGE_NAME": "nt_reports"}, output=dist
+    )
+    (tarball,) = [p.relative_to(dist).as_posix() for p in dist.rglob("*.tar.gz")]
+    # buildah writes the output directory 0700; the container reads it as another user.
+    for path in [dist, *dist.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    out = containers.run(
+        containers.slim_image("3.11"),
+        "-c",
+        "mkdir /job && tar -xzf /dist/$1 -C /job"
+        " && /job/bin/python -c 'from nt_reports.job import billed; print(billed())'",
+        "sh",
+        tarball,
+        entrypoint="/bin/sh",
+        volumes={dist: "/dist:ro"},
+    ).stdout
+    assert out.splitlines()[-1] == "21"
+
+    containers.ensure_lambda("3.11", "arm64")
+    image = f"localhost/cumt-switched-{layout_of(repo)}-lambda"
+    containers.build(
+        repo,
+        "docker/Dockerfile.lambda",
+        platform="linux/arm64",
+        tag=image,
+        build_args={"SERVICE_NAME": "nt_ingestion"},
+    )
+    root = containers.export_rootfs(image)
+    containers.remove_image(image)
+    code = (
+        "import json, sys; sys.path.insert(0, '/var/task'); import lambda_function;"
+        "print(json.dumps(lambda_function.handler(json.loads(sys.stdin.read()), None)))"
+    )
+    event = {"Records": [{"s3": {"bucket": {"name": "landing"}, "object": {"key": "in/a.csv"}}}]}
+    result = containers.run_arm64(
+        root,
+        ["/var/lang/bin/python3.11", "-c", code],
+        env={"LAMBDA_TASK_ROOT": "/var/task", "LANG": "C.UTF-8"},
+        stdin=json.dumps(event),
+    )
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    assert json.loads(answer["body"])["ingested"] == ["landing/in/a.csv"]
+
+
+@pytest.mark.containers
+def test_switch_there_and_back_keeps_the_team_work(
+    lived_in: Path, released_template, tmp_path, arm64_builder
+):
     repo = lived_in
     start = layout_of(repo)
     before_commit = git(repo, "rev-parse", "HEAD")
@@ -185,6 +248,11 @@ def test_switch_there_and_back_keeps_the_team_work(lived_in: Path, released_temp
         run(["make", "lock-check"], cwd=repo)
         run_ci(repo, base, packages)
         assert git(repo, "status", "--porcelain") == ""
+        if layout != start:
+            # The new layout's Dockerfiles (the way back builds the starting layout's,
+            # which the container tier tests already).
+            build_and_run_artifacts(repo, arm64_builder, tmp_path / f"dist-{layout}")
+            assert git(repo, "status", "--porcelain") == ""
 
     # Back where it started: every file as the team left it (locks remade by uv aside).
     changed = git(repo, "diff", "--name-only", before_commit, "HEAD").splitlines()
