@@ -4,12 +4,15 @@ stop working when any one action they need is taken away.
 
 moto enforces identity policies of users, so an IAM user holding the shipped permissions
 document stands in for the role (CD's, the ECS task's) that would hold it in AWS. Tarballs
-are stand-ins (tests/venv_tarballs.py).
+are stand-ins (tests/venv_tarballs.py). CD's ECR tag check (scripts/ecr_tag_free.sh) runs
+the pinned AWS CLI v1 from PyPI against moto's ECR.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
+import os
 import string
 import subprocess
 import sys
@@ -18,6 +21,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+import yaml
 from botocore.exceptions import ClientError
 from conftest import boto_credentials, aws_env, copy_template, run
 from venv_tarballs import venv_tarball
@@ -168,3 +172,115 @@ def test_policies_follow_deploy_targets(render) -> None:
     assert names == ["cd-role-policy.json", "github-oidc-trust-policy.json"]
     cd = policy(repo, "cd-role-policy.json")
     assert not [s for s in cd["Statement"] if "s3" in json.dumps(s["Action"])]
+
+
+# --------------------------------------------------------------------------- ECR tags
+
+# AWS CLI v1 from PyPI stands in for the v2 on GitHub's runners: the same ECR API calls and
+# the same "An error occurred (<Code>) ..." messages, which scripts/ecr_tag_free.sh reads.
+AWSCLI = "awscli==1.46.3"
+RUNTIME_REPOSITORY = "my-monorepo-runtime"
+LAMBDA_REPOSITORY = "nt_ingestion"
+
+
+@pytest.fixture(scope="module")
+def aws_on_path(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A PATH whose `aws` is the pinned CLI, run through uvx."""
+    bin_dir = tmp_path_factory.mktemp("awscli")
+    aws = bin_dir / "aws"
+    aws.write_text(f'#!/bin/sh\nexec uvx --quiet --from {AWSCLI} aws "$@"\n')
+    aws.chmod(0o755)
+    return f"{bin_dir}:{os.environ['PATH']}"
+
+
+@pytest.fixture(scope="module")
+def ecr(admin: dict[str, str]):
+    """The two repositories CD pushes to, one image already released in each."""
+    client = boto3.client("ecr", endpoint_url=admin["AWS_ENDPOINT_URL"], **boto_credentials(admin))
+    manifest = json.dumps(
+        {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json"}
+    )
+    for name in (RUNTIME_REPOSITORY, LAMBDA_REPOSITORY):
+        client.create_repository(repositoryName=name)
+        client.put_image(repositoryName=name, imageManifest=manifest, imageTag="released")
+    return client
+
+
+def ecr_resources_widened(document: dict) -> dict:
+    """The document with its ECR statement's Resource set to "*".
+
+    moto authorizes ECR calls against the resource "*" (it works out resource ARNs for S3,
+    SQS, IAM and STS only), so it denies an action granted on repository ARNs that AWS would
+    allow. Widened here, the ECR actions are still enforced one by one; the repository ARNs
+    are checked against the names CD pushes to by test_cd_policy_names_the_repositories_cd_pushes.
+    """
+    statements = [
+        {**st, "Resource": "*"} if "ecr:DescribeImages" in st["Action"] else st
+        for st in document["Statement"]
+    ]
+    assert statements != document["Statement"]
+    return {**document, "Statement": statements}
+
+
+def tag_free(
+    repo: Path, creds: dict[str, str], path: str, repository: str, tag: str, tmp_path: Path
+) -> tuple[subprocess.CompletedProcess[str], str]:
+    """CD's step, as cd.yml runs it: the exit code, and what it wrote to $GITHUB_OUTPUT."""
+    output = tmp_path / f"output-{uuid.uuid4().hex[:8]}"
+    output.touch()
+    env = aws_env(creds, PATH=path, GITHUB_OUTPUT=str(output))
+    cmd = ["bash", "scripts/ecr_tag_free.sh", repository, tag]
+    result = run(cmd, cwd=repo, check=False, env=env)
+    return result, output.read_text()
+
+
+@pytest.mark.parametrize("repository", [RUNTIME_REPOSITORY, LAMBDA_REPOSITORY])
+def test_cd_role_tells_a_free_tag_from_a_released_one(
+    repo: Path, admin, ecr, aws_on_path: str, tmp_path: Path, repository: str
+) -> None:
+    """Under the shipped CD policy: a new tag is free, a released one is never pushed again."""
+    cd = user_with(admin, ecr_resources_widened(policy(repo, "cd-role-policy.json")))
+    result, output = tag_free(repo, cd, aws_on_path, repository, "1.0.0", tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert output == "free=true\n"
+    result, output = tag_free(repo, cd, aws_on_path, repository, "released", tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert output == "free=false\n"
+    assert "exists" in result.stdout and "Bump the version" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("reduced", "repository", "error"),
+    [
+        ("ecr:DescribeImages", RUNTIME_REPOSITORY, "AccessDenied"),
+        (None, "no-such-repository", "RepositoryNotFoundException"),
+    ],
+    ids=["access-denied", "no-repository"],
+)
+def test_an_unanswerable_tag_check_fails_the_step(
+    repo: Path, admin, ecr, aws_on_path: str, tmp_path: Path, reduced, repository, error
+) -> None:
+    """Any error but ImageNotFoundException fails the step: it is never read as "free"."""
+    document = ecr_resources_widened(policy(repo, "cd-role-policy.json"))
+    creds = user_with(admin, without(document, reduced) if reduced else document)
+    result, output = tag_free(repo, creds, aws_on_path, repository, "1.0.0", tmp_path)
+    assert result.returncode == 1
+    assert output == ""
+    assert "::error::cannot tell whether" in result.stdout and error in result.stdout
+
+
+def test_cd_policy_names_the_repositories_cd_pushes(repo: Path) -> None:
+    """The ECR statement's ARNs cover the runtime repository and every Lambda package's, as
+    cd.yml names them (prefix + runtime name, prefix + package), and nothing else."""
+    cd = yaml.safe_load((repo / ".github/workflows/cd.yml").read_text())
+    runtime = cd["env"]["RUNTIME_REPOSITORY"]
+    statements = policy(repo, "cd-role-policy.json")["Statement"]
+    (statement,) = [st for st in statements if "ecr:PutImage" in st["Action"]]
+
+    def covered(name: str) -> bool:
+        arn = f"arn:aws:ecr:eu-west-1:{PLACEHOLDERS['AWS_ACCOUNT_ID']}:repository/{name}"
+        return any(fnmatch.fnmatchcase(arn, pattern) for pattern in statement["Resource"])
+
+    assert runtime == RUNTIME_REPOSITORY and covered(runtime)
+    assert covered(LAMBDA_REPOSITORY) and covered("nt_billing")
+    assert not covered("other-team-repository") and not covered("ntx_ingestion")
