@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -22,8 +23,6 @@ pytestmark = pytest.mark.slow
 
 README = TEMPLATE / "README.md"
 CI_RUN = TEMPLATE / ".ci" / "run"
-# The generated repo's name in command 1's destination (`../my-monorepo`).
-DESTINATION = "my-monorepo"
 
 
 def setup_commands() -> list[str]:
@@ -33,7 +32,7 @@ def setup_commands() -> list[str]:
     blocks = re.findall(r"^```bash\n(.*?)^```", section[1], re.S | re.M)
     assert len(blocks) == 1, f"'## Set up' must hold one ```bash block, found {len(blocks)}"
     lines = blocks[0].replace("\\\n", " ").splitlines()
-    commands = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    commands = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
     assert len(commands) == 2, (
         "'## Set up' must give exactly two commands (generate, run the suite), found "
         f"{len(commands)}: {commands}"
@@ -55,8 +54,12 @@ def fresh_clone(tmp_path: Path) -> Path:
     clone = tmp_path / "copier-uv-monorepo"
     run(["git", "clone", "--quiet", "--no-tags", str(TEMPLATE), str(clone)], cwd=clone.parent)
     for child in clone.iterdir():
-        if child.name != ".git":
-            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+        if child.name == ".git":
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
     listed = run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=TEMPLATE
     ).stdout
@@ -72,12 +75,13 @@ def fresh_clone(tmp_path: Path) -> Path:
 
 
 def generate(clone: Path) -> Path:
-    """README's command 1, verbatim, run in the clone: the repo lands next to the clone."""
-    repo = clone.parent / DESTINATION
-    if repo.exists():
-        shutil.rmtree(repo)
-    run(["bash", "-c", setup_commands()[0]], cwd=clone)
-    assert (repo / ".copier-answers.yml").is_file(), "command 1 did not generate ../my-monorepo"
+    """README's command 1, verbatim, run in the clone; its destination (`../my-monorepo`)
+    lands next to the clone, inside the test's temporary folder."""
+    command = setup_commands()[0]
+    repo = (clone / shlex.split(command)[-1]).resolve()
+    assert repo.parent == clone.parent.resolve(), f"command 1 writes outside the test: {command}"
+    run(["bash", "-c", command], cwd=clone)
+    assert (repo / ".copier-answers.yml").is_file(), f"command 1 generated no repo at {repo}"
     return repo
 
 
@@ -144,17 +148,21 @@ def test_quoted_answers_still_add_a_package(repo: Path, fresh_clone: Path) -> No
     person may write them) are read as the same values by `make new-package`."""
     path = repo / ".copier-answers.yml"
     recorded = answers(path)
+    commit, source = recorded["_commit"], recorded["_src_path"]
     text = path.read_text()
-    text = text.replace(f"_commit: {recorded['_commit']}", f"_commit: '{recorded['_commit']}'")
-    text = text.replace(f"_src_path: {recorded['_src_path']}", f'_src_path: "{recorded["_src_path"]}"')
-    assert f"_commit: '{recorded['_commit']}'" in text, text
-    assert f'_src_path: "{recorded["_src_path"]}"' in text, text
+    for plain, quoted in (
+        (f"_commit: {commit}\n", f"_commit: '{commit}'\n"),
+        (f"_src_path: {source}\n", f'_src_path: "{source}"\n'),
+    ):
+        assert plain in text, text
+        text = text.replace(plain, quoted)
     path.write_text(text)
+    assert answers(path) == recorded, "the quoted file holds the same answers"
     commit_all(repo, "answers quoted")
 
     run(["make", "new-package", "NAME=quoted"], cwd=repo)
     assert (repo / "src/nt_quoted/nt_quoted/core.py").is_file()
-    assert answers(repo / ".copier/package-quoted.yml")["_src_path"] == recorded["_src_path"]
+    assert answers(repo / ".copier/package-quoted.yml")["_src_path"] == source
 
 
 def test_relative_source_in_an_old_repo_is_refused_with_the_fix(repo: Path) -> None:
