@@ -6,6 +6,7 @@ version pin lives here once.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from copier_template_extensions import ContextHook
@@ -44,6 +45,7 @@ class MonorepoContext(ContextHook):
     def __init__(self, environment) -> None:
         super().__init__(environment)
         environment.filters["dist"] = dist_name
+        environment.filters["recorded_answers"] = recorded_answers
 
     def hook(self, context: dict[str, Any]) -> None:
         # Copier also renders question defaults before these answers exist.
@@ -93,6 +95,20 @@ class MonorepoContext(ContextHook):
         if context.get("template_kind") == "package":
             package = f"{prefix}_{context['package_name']}"
             context.update(package_pkg=package, package_dist=dist_name(package))
+
+
+def recorded_answers(answers: dict[str, Any]) -> dict[str, Any]:
+    """Copier's answers to record, with a local template source made absolute.
+
+    Copier records the source as typed (copier#335): a `.` typed in a checkout would send the
+    generated repo's `make new-package` and `copier update` to the repo itself. A local source
+    is relative to where Copier runs, which is this process's directory; a git URL (gh:,
+    https://, git@) names no existing path and is kept as typed.
+    """
+    source = os.path.expanduser(str(answers.get("_src_path") or ""))
+    if source and os.path.exists(source):
+        return {**answers, "_src_path": os.path.abspath(source)}
+    return answers
 
 
 def dist_name(package: str) -> str:

@@ -98,13 +98,23 @@ def region_problem(value: str) -> str:
 def copier_operation() -> str:
     """`copy` or `update`; during an update's replay of the old version too.
 
-    Copier gives `_copier_operation` to tasks and migrations but not to validators, and a
-    destination check must not fire while updating the very package it would find.
+    A destination check must not fire while updating the very package it would find, and
+    Copier has no public way to tell validators which run they are in (checked in Copier's
+    source at 9.19.1): `_copier_operation` reaches tasks, migrations and exclusions only;
+    questions render with `Worker._render_context()`, whose `_copier_conf` names no operation
+    (an update's last render is a copy into the real destination). So this reads Copier's
+    private contextvar, which `run_copy`/`run_update` set; tests/test_validation.py fails by
+    name if Copier drops it.
     """
     try:
         from copier._main import _operation
-    except ImportError:  # a Copier without it: treat every run as a copy
-        return "copy"
+    except ImportError as error:
+        # Loud: guessing "copy" would refuse every package update with a wrong message.
+        raise RuntimeError(
+            "copier-uv-monorepo tells a copy from an update by Copier's private "
+            "copier._main._operation (checked with Copier 9.19.1), and this Copier has none: "
+            "run the Copier version that README.md and the generated Makefile pin"
+        ) from error
     return _operation.get("copy")
 
 

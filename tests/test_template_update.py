@@ -45,3 +45,29 @@ def test_template_update_job_reports_a_newer_release(tmp_path: Path, template_re
     summary = (tmp_path / ".github-summary-check-update").read_text()
     assert ".copier-answers.yml .copier/package-billing.yml" in summary
     assert "make update" in summary
+
+
+def test_template_update_job_names_a_local_source_it_cannot_reach(
+    tmp_path: Path, template_releases
+) -> None:
+    """A repo generated from a local checkout records that folder; on a runner without it the
+    job fails with what to write instead, not with Copier's traceback."""
+    template_releases.release("v1.0.0")
+    project = copy_template(
+        tmp_path / "project", tasks=False, src=template_releases.path, vcs_ref="v1.0.0"
+    )
+    answers = project / ".copier-answers.yml"
+    missing = tmp_path / "gone" / "copier-uv-monorepo"
+    answers.write_text(
+        answers.read_text().replace(f"_src_path: {template_releases.path}", f"_src_path: {missing}")
+    )
+    assert str(missing) in answers.read_text()
+    git(project, "init", "--quiet", "--initial-branch=main")
+    commit_all(project, "Generated elsewhere")
+    workflow = gha.load(project / ".github" / "workflows" / "template-update.yml")
+
+    results, _ = gha.run_job(project, workflow, "check-update")
+    assert [r.returncode for r in results] == [1], gha.describe(results)
+    output = results[0].output
+    assert f"::error::.copier-answers.yml records the template source {missing}" in output
+    assert "git URL" in output and "Traceback" not in output

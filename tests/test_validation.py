@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
+import textwrap
+from contextvars import ContextVar
 from pathlib import Path
 
 import pytest
-from conftest import copy_template
+from conftest import TEMPLATE, copy_template
+from copier import run_copy, run_update
+from gitrepo import commit_all, git
 
 BAD_ANSWERS = [
     pytest.param({"package_prefix": "Nt"}, "no capitals", id="prefix-capitals"),
@@ -56,3 +61,58 @@ def test_bad_answer_is_refused_and_nothing_is_written(
 )
 def test_good_answers_are_accepted(render, answers: dict) -> None:
     assert (render(**answers) / ".copier-answers.yml").is_file()
+
+
+def test_validators_still_tell_a_copy_from_an_update(tmp_path: Path) -> None:
+    """The package-exists check refuses a copy over an existing package but lets an update of
+    it through. Copier 9.19.1 gives validators no public operation, so extensions/validators.py
+    reads Copier's private `copier._main._operation`: this fails by name if Copier drops it."""
+    import copier._main
+
+    assert isinstance(getattr(copier._main, "_operation", None), ContextVar), (
+        "Copier no longer has the private copier._main._operation that "
+        "extensions/validators.py:copier_operation reads to tell a copy from an update. "
+        "Find what this Copier offers (is `_copier_operation` in the questions' context now?) "
+        "and change copier_operation to it."
+    )
+    template = tmp_path / "template"
+    (template / "extensions").mkdir(parents=True)
+    shutil.copy(TEMPLATE / "extensions" / "validators.py", template / "extensions")
+    (template / "copier.yml").write_text(
+        textwrap.dedent(
+            """\
+            _jinja_extensions:
+              - copier_template_extensions.TemplateExtensionLoader
+              - extensions/validators.py:AnswerValidators
+            _exclude: [extensions, copier.yml, .git]
+            name:
+              type: str
+              default: billing
+              validator: "{{ name | package_exists_problem('nt', _copier_conf.dst_path) }}"
+            """
+        )
+    )
+    (template / "{{ _copier_conf.answers_file }}.jinja").write_text(
+        "{{ _copier_answers|to_nice_yaml }}"
+    )
+    (template / "version.txt").write_text("1\n")
+    git(template, "init", "--quiet", "--initial-branch=main")
+    commit_all(template, "1.0.0")
+    git(template, "tag", "1.0.0")
+
+    options = {"defaults": True, "unsafe": True, "quiet": True}
+    repo = tmp_path / "repo"
+    run_copy(str(template), repo, **options)
+    (repo / "src" / "nt_billing").mkdir(parents=True)
+    (repo / "src" / "nt_billing" / "code.py").write_text("")
+    git(repo, "init", "--quiet", "--initial-branch=main")
+    commit_all(repo, "generated, and the package written")
+
+    with pytest.raises(ValueError, match="src/nt_billing already exists"):
+        run_copy(str(template), repo, overwrite=True, **options)
+
+    (template / "version.txt").write_text("2\n")
+    commit_all(template, "2.0.0")
+    git(template, "tag", "2.0.0")
+    run_update(repo, overwrite=True, **options)
+    assert (repo / "version.txt").read_text() == "2\n", "the update went through"

@@ -1,5 +1,6 @@
 # /// script
 # requires-python = ">=3.11"
+# dependencies = ["pyyaml==6.0.3"]
 # ///
 """Move this repo between the two workspace layouts, keeping the team's work.
 
@@ -33,8 +34,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+import answers as copier_answers
 import check_conflicts
 import monorepo
+import yaml
 
 ROOT = monorepo.ROOT
 LAYOUTS = ("shared", "independent")
@@ -73,14 +76,6 @@ def run(cmd: list[str], what: str) -> None:
     sys.stderr.write(result.stderr)
     if result.returncode != 0:
         raise Failed(f"{what} failed:\n{(result.stderr or result.stdout).strip()}")
-
-
-def answer(path: Path, key: str) -> str:
-    """One top-level answer from a Copier answers file (plain `key: value` YAML)."""
-    for line in path.read_text().splitlines():
-        if line.startswith(f"{key}:"):
-            return line.split(":", 1)[1].strip().strip("'\"")
-    return ""
 
 
 def checkpoint(message: str) -> None:
@@ -154,13 +149,9 @@ def check_sources(layout: str, local: dict[str, str]) -> None:
 
 def copier_data_file(answers: Path, directory: Path) -> Path:
     """The answers without Copier's private keys, for rendering the template elsewhere."""
-    kept = [
-        line
-        for line in answers.read_text().splitlines(keepends=True)
-        if not line.startswith(("_", "#"))
-    ]
+    kept = {k: v for k, v in copier_answers.load(answers).items() if not k.startswith("_")}
     path = directory / "answers.yml"
-    path.write_text("".join(kept))
+    path.write_text(yaml.safe_dump(kept))
     return path
 
 
@@ -184,7 +175,7 @@ def merge_readme(copier: list[str], old: str, new: str) -> None:
                     "--quiet",
                     "--skip-tasks",
                     "--vcs-ref",
-                    answer(answers, "_commit"),
+                    copier_answers.answer(answers, "_commit"),
                     "--data-file",
                     str(data),
                     "--data",
@@ -194,7 +185,7 @@ def merge_readme(copier: list[str], old: str, new: str) -> None:
                     "*",
                     "--exclude",
                     "!README.md",
-                    answer(answers, "_src_path"),
+                    copier_answers.answer(answers, "_src_path"),
                     str(dst),
                 ],
                 f"rendering README.md for the {layout} layout",
@@ -291,7 +282,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"unknown layout {args.layout!r}; "
                 "usage: make switch-layout LAYOUT=independent|shared"
             )
-        old = answer(ROOT / ROOT_ANSWERS, "workspace_layout")
+        old = copier_answers.answer(ROOT / ROOT_ANSWERS, "workspace_layout")
+        # Every step renders the template from the recorded source and version: refuse a
+        # source Copier cannot find from here before anything changes.
+        for key in ("_src_path", "_commit"):
+            copier_answers.answer(ROOT / ROOT_ANSWERS, key)
         if old == args.layout:
             raise Refused(f"this repo already uses the {old} layout; nothing to do")
         if git("status", "--porcelain"):
@@ -300,14 +295,14 @@ def main(argv: list[str] | None = None) -> int:
                 "a clean tree, and goes back to your last commit if anything fails"
             )
         start = git("rev-parse", "HEAD").strip()
-    except (Refused, Failed) as refusal:
+    except (Refused, Failed, copier_answers.Refused) as refusal:
         print(f"switch-layout: {refusal}. Nothing was changed.", file=sys.stderr)
         return 2
     try:
         switch(args.layout, old, copier)
         git("reset", "--soft", start)
         git("commit", "--quiet", "--message", f"Switch to the {args.layout} workspace layout")
-    except (Failed, KeyboardInterrupt) as failure:
+    except (Failed, copier_answers.Refused, KeyboardInterrupt) as failure:
         # Back to exactly the commit the command started from: tracked files reset, files it
         # created removed (ignored ones, such as .venv folders, are left alone).
         subprocess.run(["git", "reset", "--quiet", "--hard", start], cwd=ROOT, check=False)
