@@ -44,7 +44,7 @@ def uv_version() -> str:
     if not match:
         fail(
             f"pyproject.toml: [tool.uv] required-version is {required!r}; it must name one uv"
-            ' version, e.g. "==0.13.8": CI and the images install exactly that one'
+            ' version, as "==X.Y.Z": CI and the images install exactly that one'
         )
     return match[1]
 
