@@ -116,4 +116,5 @@ def test_uv_is_pinned_in_one_place(repo: Path) -> None:
                 assert '--build-arg PYTHON_VERSION="$PYTHON_VERSION"' in command, name
     assert builds == 3
     result = run([sys.executable, "scripts/pins.py", "github-output"], cwd=repo)
-    assert result.stdout.split() == [f"uv={uv}", f"python={(repo / '.python-version').read_text().strip()}"]
+    python = (repo / ".python-version").read_text().strip()
+    assert result.stdout.split() == [f"uv={uv}", f"python={python}"]

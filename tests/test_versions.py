@@ -13,6 +13,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import builder
 import gha
 import pytest
 import yaml
@@ -20,6 +21,7 @@ from conftest import TEMPLATE, run
 from test_workflows import lint, tool, workflow_files
 
 PYTHONS = yaml.safe_load((TEMPLATE / "copier.yml").read_text())["python_version"]["choices"]
+UV = builder.template_uv_version()
 BUILD_TARGETS = ["venv", "runtime-image", "lambda-image"]
 RUNTIME_COMPILE = (
     "uv pip compile --universal --python-version {python} --generate-hashes"
@@ -127,31 +129,31 @@ def test_changing_the_one_place_is_enough(make_project) -> None:
     repo = make_project(fresh=True, python_version="3.11", deploy_targets=["ecs", "lambda"])
     builds = make_dry_run(repo)
     assert len(builds) == 3 and all(
-        "--build-arg UV_VERSION=0.13.8 --build-arg PYTHON_VERSION=3.11" in b for b in builds
+        f"--build-arg UV_VERSION={UV} --build-arg PYTHON_VERSION=3.11" in b for b in builds
     ), builds
     run([sys.executable, "scripts/ci.py", "lock-check"], cwd=repo)
 
     pyproject, python = repo / "pyproject.toml", repo / ".python-version"
     original = pyproject.read_text()
-    pyproject.write_text(original.replace('required-version = "==0.13.8"', 'required-version = "==0.14.2"'))
+    pyproject.write_text(original.replace(f'"=={UV}"', '"==0.99.1"'))
     python.write_text("3.12\n")
     builds = make_dry_run(repo)
     assert len(builds) == 3 and all(
-        "--build-arg UV_VERSION=0.14.2 --build-arg PYTHON_VERSION=3.12" in b for b in builds
+        "--build-arg UV_VERSION=0.99.1 --build-arg PYTHON_VERSION=3.12" in b for b in builds
     ), builds
-    assert setup_uv_versions(repo) == {"0.14.2"}
+    assert setup_uv_versions(repo) == {"0.99.1"}
     cd_versions = run([sys.executable, "scripts/pins.py", "github-output"], cwd=repo).stdout
-    assert cd_versions.split() == ["uv=0.14.2", "python=3.12"]
+    assert cd_versions.split() == ["uv=0.99.1", "python=3.12"]
     # The defaults are now stale: the check names each one, and sync rewrites them.
     stale = run([sys.executable, "scripts/pins.py", "check"], cwd=repo, check=False)
     assert stale.returncode != 0
     for name in ("venv", "runtime", "lambda"):
-        assert f"docker/Dockerfile.{name}: ARG UV_VERSION=0.13.8" in stale.stderr
+        assert f"docker/Dockerfile.{name}: ARG UV_VERSION={UV}" in stale.stderr
         assert f"docker/Dockerfile.{name}: ARG PYTHON_VERSION=3.11" in stale.stderr
     run([sys.executable, "scripts/pins.py", "sync"], cwd=repo)
     for name in ("venv", "runtime", "lambda"):
         defaults = arg_defaults(repo / "docker" / f"Dockerfile.{name}")
-        assert (defaults["UV_VERSION"], defaults["PYTHON_VERSION"]) == ("0.14.2", "3.12")
+        assert (defaults["UV_VERSION"], defaults["PYTHON_VERSION"]) == ("0.99.1", "3.12")
 
     # Back to the uv this machine runs, then a Dockerfile default edited on its own.
     pyproject.write_text(original)
@@ -159,11 +161,12 @@ def test_changing_the_one_place_is_enough(make_project) -> None:
     run([sys.executable, "scripts/ci.py", "lock-check"], cwd=repo)
     run(["make", "lock-check"], cwd=repo)
     lambda_file = repo / "docker" / "Dockerfile.lambda"
-    lambda_file.write_text(lambda_file.read_text().replace("ARG UV_VERSION=0.13.8", "ARG UV_VERSION=0.13.9"))
+    text = lambda_file.read_text()
+    lambda_file.write_text(text.replace(f"ARG UV_VERSION={UV}", "ARG UV_VERSION=0.0.1"))
     for cmd in ([sys.executable, "scripts/ci.py", "lock-check"], ["make", "lock-check"]):
         drift = run(cmd, cwd=repo, check=False)
         assert drift.returncode != 0, cmd
-        assert "docker/Dockerfile.lambda: ARG UV_VERSION=0.13.9" in drift.stderr, cmd
+        assert "docker/Dockerfile.lambda: ARG UV_VERSION=0.0.1" in drift.stderr, cmd
 
 
 @pytest.mark.slow
@@ -186,7 +189,8 @@ def test_runtime_requirements_are_compiled_by_their_own_header(render) -> None:
     source.write_text(source.read_text() + "six\n")
     stale = run([sys.executable, "scripts/pins.py", "check"], cwd=repo, check=False)
     assert stale.returncode != 0
-    assert "make runtime-requirements" in stale.stderr and "+    #   -r docker/runtime/requirements.in" in stale.stderr
+    assert "make runtime-requirements" in stale.stderr
+    assert "+    #   -r docker/runtime/requirements.in" in stale.stderr
     run(["make", "runtime-requirements"], cwd=repo)
     assert requirements.read_text().splitlines()[:2] == header
     run([sys.executable, "scripts/pins.py", "check"], cwd=repo)

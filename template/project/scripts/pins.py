@@ -26,20 +26,20 @@ import sys
 import tempfile
 import tomllib
 from pathlib import Path
+from typing import NoReturn
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNTIME_REQUIREMENTS = Path("docker/runtime/requirements.txt")
 ARG_LINE = re.compile(r"^ARG (UV_VERSION|PYTHON_VERSION)=(\S*)[ \t]*$", re.MULTILINE)
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     sys.exit(f"pins: {message}")
 
 
 def uv_version() -> str:
-    pyproject = ROOT / "pyproject.toml"
-    required = tomllib.loads(pyproject.read_text()).get("tool", {}).get("uv", {})
-    required = required.get("required-version", "")
+    settings = tomllib.loads((ROOT / "pyproject.toml").read_text()).get("tool", {}).get("uv", {})
+    required = str(settings.get("required-version", ""))
     match = re.fullmatch(r"==\s*(\d+\.\d+\.\d+)", required.strip())
     if not match:
         fail(
