@@ -11,8 +11,10 @@ from typing import Any
 
 from copier_template_extensions import ContextHook
 
-# The one place the template pins uv: the uv image and setup-uv use it, and the uv_build
-# backend is held to the same minor series.
+# The one place the template pins uv. A generated repo holds it once too, as its root
+# pyproject.toml's `[tool.uv] required-version` (setup-uv reads it there; make and CD pass it to
+# the Dockerfiles, whose UV_VERSION default must match), and the uv_build backend is held to
+# the same minor series.
 UV_VERSION = "0.13.8"
 UV_MINOR = ".".join(UV_VERSION.split(".")[:2])
 UV_NEXT_MINOR = f"0.{int(UV_VERSION.split('.')[1]) + 1}"
@@ -30,7 +32,8 @@ DEBIAN_GLIBC = {"bookworm": "2_36", "trixie": "2_41"}
 
 # The glibc of each Lambda Python runtime: 3.11 runs on Amazon Linux 2 (glibc 2.26), 3.12
 # and later on Amazon Linux 2023 (glibc 2.34). uv's highest manylinux target not above 2.26
-# is manylinux_2_17 (manylinux2014).
+# is manylinux_2_17 (manylinux2014). Dockerfile.lambda picks the level from the Python version
+# it is built for, so a repo that moves Python needs no other edit.
 LAMBDA_GLIBC = {"3.11": "2_17"}
 LAMBDA_GLIBC_AL2023 = "2_34"
 
@@ -77,16 +80,20 @@ class MonorepoContext(ContextHook):
             copier_version=COPIER_VERSION,
             copier_extensions_version=COPIER_EXTENSIONS_VERSION,
             uv_build_requirement=f"uv_build>={UV_MINOR}.0,<{UV_NEXT_MINOR}",
-            uv_image=f"ghcr.io/astral-sh/uv:{UV_VERSION}",
+            debian_suite=DEBIAN_SUITE,
             # Builders run on the build machine's platform and install wheels for the target,
             # so one image serves as the ECS builder, the ECS runtime and the Lambda builder.
             python_image=f"python:{python}-slim-{DEBIAN_SUITE}",
             ecs_platform=PLATFORMS[ecs_arch],
             ecs_python_platform=f"{WHEEL_MACHINES[ecs_arch]}-manylinux_{DEBIAN_GLIBC[DEBIAN_SUITE]}",
+            lambda_tag_suffix="-arm64" if lambda_arch == "arm64" else "",
             lambda_base_image=(
                 f"public.ecr.aws/lambda/python:{python}{'-arm64' if lambda_arch == 'arm64' else ''}"
             ),
             lambda_platform=PLATFORMS[lambda_arch],
+            lambda_wheel_machine=WHEEL_MACHINES[lambda_arch],
+            lambda_glibc=LAMBDA_GLIBC,
+            lambda_glibc_default=LAMBDA_GLIBC_AL2023,
             lambda_python_platform=(
                 f"{WHEEL_MACHINES[lambda_arch]}-manylinux_"
                 f"{LAMBDA_GLIBC.get(python, LAMBDA_GLIBC_AL2023)}"

@@ -69,9 +69,37 @@ def test_import_test_catches_a_broken_module(make_project) -> None:
     assert "test_module_imports[nt_common.broken]" in result.stdout
 
 
-# 3.14 is offered too, but this machine has no 3.14 interpreter (test_rendering covers it).
-@pytest.mark.parametrize("python", ["3.11", "3.13"])
-def test_oldest_and_newest_python_work(make_project, python: str) -> None:
+def test_import_test_reaches_folders_without_init(make_project) -> None:
+    """A module in a folder without __init__.py (which pkgutil's walk skips) is imported too:
+    one that imports a package nobody declared fails the import test, and hidden folders and
+    __pycache__ stay out."""
+    repo = make_project(fresh=True, deploy_targets=["lambda"])
+    package = repo / "src/nt_common/nt_common"
+    (package / "plugins/deep").mkdir(parents=True)
+    (package / "plugins/deep/fine.py").write_text("VALUE = 1\n")
+    (package / ".scratch").mkdir()
+    (package / ".scratch/notes.py").write_text("import not_a_declared_dependency\n")
+    (package / "__pycache__").mkdir(exist_ok=True)
+    (package / "__pycache__/stale.py").write_text("import not_a_declared_dependency\n")
+    run(["make", "test"], cwd=repo)
+    collected = run(
+        ["uv", "run", "--locked", "--directory", "src/nt_common", "pytest", "--collect-only", "-q"],
+        cwd=repo,
+    ).stdout
+    assert "test_module_imports[nt_common.plugins.deep.fine]" in collected
+    assert "scratch" not in collected and "stale" not in collected
+
+    (package / "plugins/deep/broken.py").write_text("import not_a_declared_dependency\n")
+    result = run(["make", "test"], cwd=repo, check=False)
+    assert result.returncode != 0
+    assert "test_module_imports[nt_common.plugins.deep.broken]" in result.stdout
+    assert "No module named 'not_a_declared_dependency'" in result.stdout
+
+
+# Every supported Python this machine has an interpreter for. 3.14 is offered too, but has no
+# interpreter here: test_rendering and test_versions cover its rendering and linting.
+@pytest.mark.parametrize("python", ["3.11", "3.12", "3.13"])
+def test_every_available_python_works(make_project, python: str) -> None:
     repo = make_project(python_version=python, deploy_targets=["ecs"])
     run(["make", "sync"], cwd=repo)
     run(["make", "test"], cwd=repo)

@@ -1,15 +1,18 @@
 """Jobs that hold AWS credentials run only pinned tools, in the `release` environment.
 
 The generated repo's release script has its own uv lock (made by uv at generation, kept
-current by `make lock`), CD runs it with `--locked`, and BuildKit is a pinned image.
+current by `make lock`), CD runs it with `--locked`, BuildKit is a pinned image, and uv is
+pinned once, in the root pyproject.toml, for setup-uv and every image build alike.
 """
 
 from __future__ import annotations
 
 import re
 import sys
+import tomllib
 from pathlib import Path
 
+import builder
 import gha
 import pytest
 from conftest import run
@@ -73,3 +76,45 @@ def test_release_script_is_locked_and_the_lock_checked(repo: Path) -> None:
     assert refused.returncode != 0
     run(["make", "lock"], cwd=repo)
     run(["make", "lock-check"], cwd=repo)
+
+
+def test_uv_is_pinned_in_one_place(repo: Path) -> None:
+    """The template's uv pin reaches the generated repo once, as `[tool.uv] required-version`;
+    only the Dockerfiles' ARG defaults repeat it (checked by scripts/pins.py) and the README
+    names it. setup-uv reads that file, and every image build in CD gets the version from it."""
+    uv = builder.template_uv_version()
+    root = tomllib.loads((repo / "pyproject.toml").read_text())
+    assert root["tool"]["uv"]["required-version"] == f"=={uv}"
+    mentions = {
+        str(path.relative_to(repo))
+        for path in repo.rglob("*")
+        if path.is_file() and ".git" not in path.parts and ".venv" not in path.parts
+        and uv in path.read_text(errors="replace")
+    }
+    dockerfiles = {str(p.relative_to(repo)) for p in (repo / "docker").glob("Dockerfile.*")}
+    assert mentions == {"pyproject.toml", "README.md", *dockerfiles}
+    for name in dockerfiles:
+        lines = [line for line in (repo / name).read_text().splitlines() if uv in line]
+        assert lines == [f"ARG UV_VERSION={uv}"], name
+
+    cd = gha.load(repo / ".github" / "workflows" / "cd.yml")
+    assert "UV_VERSION" not in cd["env"]
+    versions = next(s for s in cd["jobs"]["plan"]["steps"] if s.get("id") == "versions")
+    assert "python3 scripts/pins.py github-output" in versions["run"]
+    assert cd["jobs"]["plan"]["outputs"]["uv"] == "${{ steps.versions.outputs.uv }}"
+    builds = 0
+    for name, job in credentialed_jobs(repo).items():
+        for step in job["steps"]:
+            if "setup-uv" in step.get("uses", ""):
+                assert step["with"] == {"version-file": "pyproject.toml", "enable-cache": False}
+            if "docker build" in step.get("run", ""):
+                builds += 1
+                assert step["env"]["UV_VERSION"] == "${{ needs.plan.outputs.uv }}", name
+                assert step["env"]["PYTHON_VERSION"] == "${{ needs.plan.outputs.python }}", name
+                command = " ".join(step["run"].split())
+                assert '--build-arg UV_VERSION="$UV_VERSION"' in command, name
+                assert '--build-arg PYTHON_VERSION="$PYTHON_VERSION"' in command, name
+    assert builds == 3
+    result = run([sys.executable, "scripts/pins.py", "github-output"], cwd=repo)
+    python = (repo / ".python-version").read_text().strip()
+    assert result.stdout.split() == [f"uv={uv}", f"python={python}"]

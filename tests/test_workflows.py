@@ -166,13 +166,17 @@ def test_uv_setup_caches_per_package_except_in_releases(renders: dict) -> None:
                 settings = step["with"]
                 if path.name == "ci.yml":
                     assert settings["enable-cache"] is True, name
-                    assert settings["version"] == "${{ env.UV_VERSION }}"
                 else:
                     assert settings["enable-cache"] is False, (path.name, name)
+                # uv's one place: the root pyproject.toml's [tool.uv] required-version.
+                if path.name != "template-update.yml":
+                    assert settings["version-file"] == "pyproject.toml", (path.name, name)
+                assert "version" not in settings, (path.name, name)
     ci = gha.load(repo / ".github" / "workflows" / "ci.yml")
     test_uv = next(s for s in ci["jobs"]["test"]["steps"] if "setup-uv" in s.get("uses", ""))
     assert test_uv["with"]["cache-suffix"] == "${{ matrix.package }}"
-    assert ci["env"]["UV_VERSION"] == "0.13.8"
+    for path in workflow_files(repo):
+        assert "UV_VERSION:" not in gha.load(path).get("env", {}), path.name
 
 
 def test_matrices_come_from_the_repository(renders: dict) -> None:
@@ -305,10 +309,39 @@ def test_other_answers_leave_the_workflows_alone(renders: dict, tmp_path: Path) 
         assert text == path.read_text(), path.name
 
 
-def test_dependabot_keeps_the_pins_current(renders: dict) -> None:
+@pytest.mark.parametrize("combo", COMBOS, ids=COMBO_IDS)
+def test_dependabot_keeps_the_pins_current(renders: dict, combo: tuple) -> None:
+    """Valid against Dependabot's schema; every lock, Dockerfile folder and the runtime
+    requirements covered, found by globs (a new package needs no edit); grouped, with the
+    cooldown, so a week brings a handful of PRs."""
     # zizmor (above) also audits this file: a missing cooldown is a finding.
-    config = renders[("shared", "both", "arm64")] / ".github" / "dependabot.yml"
+    repo = renders[combo]
+    config = repo / ".github" / "dependabot.yml"
     result = lint(tool("check-jsonschema"), "--builtin-schema", "vendor.dependabot", str(config))
     assert result.returncode == 0, result.stdout + result.stderr
-    ecosystems = [u["package-ecosystem"] for u in yaml.safe_load(config.read_text())["updates"]]
-    assert ecosystems == ["github-actions"]
+    updates = yaml.safe_load(config.read_text())["updates"]
+    covered = {u["package-ecosystem"]: u.get("directories", [u.get("directory")]) for u in updates}
+    layout, targets = combo[0], TARGETS[combo[1]]
+    expected = {
+        "github-actions": ["/"],
+        "uv": ["/"] if layout == "shared" else ["/", "/src/*"],
+        "docker": ["/docker"],
+    }
+    if "ecs" in targets:
+        expected["pip"] = ["/docker/runtime"]
+    assert covered == expected
+    # What those entries point at exists: every uv project (the independent layout's
+    # packages through the glob), the Dockerfiles, the compiled requirements.
+    if layout == "independent":
+        for package in (repo / "src").iterdir():
+            assert (package / "pyproject.toml").is_file()
+            assert Path(f"/src/{package.name}").match("/src/*")
+    assert sorted((repo / "docker").glob("Dockerfile.*"))
+    if "ecs" in targets:
+        header = (repo / "docker/runtime/requirements.txt").read_text().splitlines()[1]
+        assert "uv pip compile" in header and "docker/runtime/requirements.in" in header
+    for update in updates:
+        assert update["schedule"] == {"interval": "weekly"}, update
+        assert update["cooldown"] == {"default-days": 7}, update
+        (group,) = update["groups"].values()
+        assert group == {"patterns": ["*"], "update-types": ["minor", "patch"]}, update

@@ -5,7 +5,8 @@
 
     uv run scripts/ci.py sync <pkg>     an environment holding only <pkg> and what it declares
     uv run scripts/ci.py test <pkg>     that package's tests (import test included) in it
-    uv run scripts/ci.py lock-check     every uv project's lock matches its pyproject.toml
+    uv run scripts/ci.py lock-check     every uv project's lock matches its pyproject.toml, and
+                                        the Dockerfiles match the pinned uv and Python
     uv run scripts/ci.py lint           ruff check, ruff format --check, hadolint
 
 Each command is printed before it runs, so a CI log shows exactly what to repeat locally.
@@ -66,6 +67,9 @@ def lock_check() -> None:
     if not monorepo.is_shared():
         for pkg in monorepo.discover().values():
             run("uv", "lock", "--check", "--project", f"src/{pkg.dir_name}")
+    # The Dockerfiles' uv and Python defaults match their one place; the runtime image's
+    # requirements.txt is what its requirements.in compiles to.
+    run(sys.executable, "scripts/pins.py", "check")
 
 
 def lint() -> None:
