@@ -72,15 +72,14 @@ def in_package(pkg: monorepo.Package, *cmd: str, isolated: bool) -> list[str]:
 
 def test(name: str, isolated: bool = False) -> None:
     pkg = package(name)
-    pytest = ["pytest", f"--cov={pkg.dir_name}", f"--cov-config={ROOT_CONFIG}"]
-    pytest.append("--cov-report=term-missing")
+    cov = [f"--cov={pkg.dir_name}", f"--cov-config={ROOT_CONFIG}", "--cov-report=term-missing"]
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:
         # The job's summary page shows the figure without opening the log.
         with open(summary, "a", encoding="utf-8") as out:
             out.write(f"### Coverage of {pkg.dir_name}\n\n")
-        pytest.append(f"--cov-report=markdown-append:{summary}")
-    run(*in_package(pkg, *pytest, isolated=isolated))
+        cov.append(f"--cov-report=markdown-append:{summary}")
+    run(*in_package(pkg, "pytest", *cov, isolated=isolated))
 
 
 def typecheck(name: str, isolated: bool = False) -> None:
@@ -119,9 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("sync").add_argument("package")
     for command in ("test", "typecheck"):
-        in_package_parser = sub.add_parser(command)
-        in_package_parser.add_argument("package")
-        in_package_parser.add_argument(
+        command_parser = sub.add_parser(command)
+        command_parser.add_argument("package")
+        command_parser.add_argument(
             "--isolated", action="store_true", help="in a throwaway environment made from the lock"
         )
     sub.add_parser("lock-check")
