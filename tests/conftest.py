@@ -115,8 +115,10 @@ def make_project(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path
 
 
 def tree_snapshot(root: Path) -> dict[str, bytes]:
-    """Every file under `root` (git data and venvs aside), for byte-for-byte comparisons."""
-    skip = {".git", ".venv", "__pycache__", ".pytest_cache", ".ruff_cache"}
+    """Every file under `root` (git data, venvs and tool caches aside), for byte-for-byte
+    comparisons."""
+    caches = {"__pycache__", ".pytest_cache", ".ruff_cache", ".mypy_cache", ".coverage"}
+    skip = {".git", ".venv", *caches}
     return {
         str(path.relative_to(root)): path.read_bytes()
         for path in sorted(root.rglob("*"))

