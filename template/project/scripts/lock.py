@@ -35,7 +35,7 @@ def local_requirements(packages: dict[str, monorepo.Package]) -> dict[str, set[s
     names = {monorepo.normalize(p.name) for p in packages.values()}
     graph = {}
     for pkg in packages.values():
-        project = monorepo._load(pkg.path / "pyproject.toml")
+        project = monorepo.load_toml(pkg.path / "pyproject.toml")
         requirements = list(project.get("project", {}).get("dependencies", []))
         for group in project.get("dependency-groups", {}).values():
             requirements.extend(r for r in group if isinstance(r, str))

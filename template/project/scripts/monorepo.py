@@ -36,7 +36,7 @@ GLOBAL_PATHS = (
 )
 
 
-def _load(path: Path) -> dict:
+def load_toml(path: Path) -> dict:
     with path.open("rb") as f:
         return tomllib.load(f)
 
@@ -58,7 +58,7 @@ class Package:
 
 def is_shared(root: Path = ROOT) -> bool:
     """Shared layout: one uv workspace at the root; independent: one project per package."""
-    return "workspace" in _load(root / "pyproject.toml").get("tool", {}).get("uv", {})
+    return "workspace" in load_toml(root / "pyproject.toml").get("tool", {}).get("uv", {})
 
 
 def _deploy_kind(path: Path, dir_name: str, pyproject: dict) -> str:
@@ -82,7 +82,7 @@ def _lock_edges(lock_path: Path) -> dict[Path, set[Path]]:
     (workspace member) or ``{ directory = "../x" }`` (path dependency), relative to the
     lock's folder, and its dependencies (runtime, extras and groups) by name.
     """
-    lock = _load(lock_path)
+    lock = load_toml(lock_path)
     base = lock_path.parent
     local: dict[str, Path] = {}
     for pkg in lock.get("package", []):
@@ -108,7 +108,7 @@ def discover(root: Path = ROOT) -> dict[str, Package]:
     packages: dict[str, Package] = {}
     for pyproject_path in sorted((root / "src").glob("*/pyproject.toml")):
         path = pyproject_path.parent
-        project = _load(pyproject_path)
+        project = load_toml(pyproject_path)
         meta = project.get("project", {})
         packages[path.name] = Package(
             dir_name=path.name,

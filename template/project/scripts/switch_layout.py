@@ -129,7 +129,7 @@ def check_sources(layout: str, local: dict[str, str]) -> None:
     """Fail on a local source left in the other form (say, a multi-line table)."""
     for folder in local.values():
         path = ROOT / "src" / folder / "pyproject.toml"
-        sources = monorepo._load(path).get("tool", {}).get("uv", {}).get("sources", {})
+        sources = monorepo.load_toml(path).get("tool", {}).get("uv", {}).get("sources", {})
         for dist, source in sources.items():
             target = local.get(monorepo.normalize(dist))
             if not target or not isinstance(source, dict):
