@@ -1,8 +1,9 @@
 """What the CI scripts know about this repository: its layout, packages and their graph.
 
 Standard library only, so CI can run the scripts before anything is installed. The
-package list comes from the filesystem (every ``src/*/pyproject.toml``) and the graph
-from uv's lockfiles, so adding a package never needs an edit here or in a workflow.
+package list comes from the filesystem (every ``src/*/pyproject.toml``) and the graph from
+what uv reads (the workspace's lockfile; each independent package's path sources), so adding
+a package never needs an edit here or in a workflow.
 """
 
 from __future__ import annotations
@@ -103,12 +104,39 @@ def _lock_edges(lock_path: Path) -> dict[Path, set[Path]]:
     return edges
 
 
+REQUIREMENT_NAME = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+
+
+def _source_edges(pyproject_path: Path, project: dict) -> set[Path]:
+    """Independent layout: the local package folders a package depends on, as uv reads them.
+
+    A local dependency is a requirement (runtime, extra or dependency group) whose
+    ``[tool.uv.sources]`` entry is a ``path``. Reading the small pyproject.toml instead of the
+    package's own uv.lock keeps `affected.py` fast with many packages; `lock-check` holds the
+    locks to the same declarations.
+    """
+    meta = project.get("project", {})
+    requirements = list(meta.get("dependencies", []))
+    for group in meta.get("optional-dependencies", {}).values():
+        requirements.extend(group)
+    for group in project.get("dependency-groups", {}).values():
+        requirements.extend(r for r in group if isinstance(r, str))
+    names = {normalize(m.group(1)) for r in requirements if (m := REQUIREMENT_NAME.match(r))}
+    sources = project.get("tool", {}).get("uv", {}).get("sources", {})
+    return {
+        (pyproject_path.parent / source["path"]).resolve()
+        for name, source in sources.items()
+        if normalize(name) in names and isinstance(source, dict) and "path" in source
+    }
+
+
 def discover(root: Path = ROOT) -> dict[str, Package]:
     """Every package under src/, keyed by folder name, with its local dependencies."""
     packages: dict[str, Package] = {}
+    projects: dict[Path, dict] = {}
     for pyproject_path in sorted((root / "src").glob("*/pyproject.toml")):
         path = pyproject_path.parent
-        project = load_toml(pyproject_path)
+        project = projects[path.resolve()] = load_toml(pyproject_path)
         meta = project.get("project", {})
         packages[path.name] = Package(
             dir_name=path.name,
@@ -118,17 +146,18 @@ def discover(root: Path = ROOT) -> dict[str, Package]:
             deploy=_deploy_kind(path, path.name, project),
         )
     by_path = {p.path.resolve(): p for p in packages.values()}
-    # Shared layout: the root lock holds the whole workspace. Independent layout: each
-    # package's own lock holds its path dependencies (and theirs).
-    locks = [root / "uv.lock", *(p.path / "uv.lock" for p in packages.values())]
-    for lock_path in locks:
-        if not lock_path.is_file():
-            continue
-        for source, targets in _lock_edges(lock_path).items():
-            if source in by_path:
-                by_path[source].local_deps.update(
-                    by_path[t].dir_name for t in targets if t in by_path and t != source
-                )
+    edges: dict[Path, set[Path]] = {}
+    if is_shared(root):
+        # The root lock holds the whole workspace.
+        if (root / "uv.lock").is_file():
+            edges = _lock_edges(root / "uv.lock")
+    else:
+        edges = {path: _source_edges(path / "pyproject.toml", projects[path]) for path in by_path}
+    for source, targets in edges.items():
+        if source in by_path:
+            by_path[source].local_deps.update(
+                by_path[t].dir_name for t in targets if t in by_path and t != source
+            )
     return packages
 
 
