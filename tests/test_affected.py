@@ -115,3 +115,18 @@ def test_the_script_needs_only_the_standard_library(project: tuple[Path, str]) -
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == EVERYTHING
+
+
+def test_a_package_using_another_only_in_its_tests_is_affected(project: tuple[Path, str]) -> None:
+    """A local dependency of the dev group (added as each layout's docs say) is in the graph:
+    the dependent's tests import it, so a change to it must rerun them."""
+    repo, base = project
+    git(repo, "checkout", "--quiet", "-B", "dev-dependency", base)
+    independent = (repo / "src" / COMMON / "uv.lock").exists()
+    target = f"../{API}" if independent else "acme-api"
+    run(["uv", "add", "--quiet", "--dev", "--directory", f"src/{INGESTION}", target], cwd=repo)
+    pyproject = (repo / "src" / INGESTION / "pyproject.toml").read_text()
+    assert "acme-api" in pyproject.split("[dependency-groups]")[1], pyproject
+    with_dev = commit_all(repo, "ingestion tests use api")
+    assert change(repo, with_dev, f"src/{API}/{API}/job.py") == [API, INGESTION]
+    assert change(repo, with_dev, f"src/{INGESTION}/{INGESTION}/handler.py") == [INGESTION]
