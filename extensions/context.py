@@ -63,6 +63,8 @@ class MonorepoContext(ContextHook):
         lambda_arch = lambda_arch if lambda_arch in PLATFORMS else "arm64"
         ecs_arch = context.get("ecs_architecture")
         ecs_arch = ecs_arch if ecs_arch in PLATFORMS else "x86_64"
+        # AWS tags its arm64 Lambda base images `<python>-arm64`; x86_64 is the bare version.
+        lambda_tag_suffix = "-arm64" if lambda_arch == "arm64" else ""
 
         context.update(
             project_slug=slugify(context.get("project_name", "")),
@@ -86,10 +88,8 @@ class MonorepoContext(ContextHook):
             python_image=f"python:{python}-slim-{DEBIAN_SUITE}",
             ecs_platform=PLATFORMS[ecs_arch],
             ecs_python_platform=f"{WHEEL_MACHINES[ecs_arch]}-manylinux_{DEBIAN_GLIBC[DEBIAN_SUITE]}",
-            lambda_tag_suffix="-arm64" if lambda_arch == "arm64" else "",
-            lambda_base_image=(
-                f"public.ecr.aws/lambda/python:{python}{'-arm64' if lambda_arch == 'arm64' else ''}"
-            ),
+            lambda_tag_suffix=lambda_tag_suffix,
+            lambda_base_image=f"public.ecr.aws/lambda/python:{python}{lambda_tag_suffix}",
             lambda_platform=PLATFORMS[lambda_arch],
             lambda_wheel_machine=WHEEL_MACHINES[lambda_arch],
             lambda_glibc=LAMBDA_GLIBC,
