@@ -26,20 +26,15 @@ DEPENDS_ON = re.compile(
 )
 
 
-def requirement_name(requirement: str) -> str:
-    return monorepo.normalize(re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0])
-
-
 def local_requirements(packages: dict[str, monorepo.Package]) -> dict[str, set[str]]:
     """Distribution name -> the local distributions its pyproject.toml requires."""
     names = {monorepo.normalize(p.name) for p in packages.values()}
     graph = {}
     for pkg in packages.values():
         project = monorepo.load_toml(pkg.path / "pyproject.toml")
-        requirements = list(project.get("project", {}).get("dependencies", []))
-        for group in project.get("dependency-groups", {}).values():
-            requirements.extend(r for r in group if isinstance(r, str))
-        graph[monorepo.normalize(pkg.name)] = {requirement_name(r) for r in requirements} & names
+        requirements = monorepo.declared_requirements(project, extras=False)
+        required = {monorepo.requirement_name(r) for r in requirements}
+        graph[monorepo.normalize(pkg.name)] = required & names
     return graph
 
 
@@ -65,7 +60,7 @@ def explain(error: str, packages: dict[str, monorepo.Package]) -> str:
     members: dict[str, list[str]] = {}  # member -> the third-party requirements uv blames
     for who, what in DEPENDS_ON.findall(error):
         who = monorepo.normalize(who)
-        if who in graph and requirement_name(what) not in graph:
+        if who in graph and monorepo.requirement_name(what) not in graph:
             members.setdefault(who, []).append(what)
     if len(members) < 2:
         return ""

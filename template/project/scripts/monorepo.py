@@ -104,10 +104,25 @@ def _lock_edges(lock_path: Path) -> dict[Path, set[Path]]:
     return edges
 
 
-REQUIREMENT_NAME = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+def requirement_name(requirement: str) -> str:
+    """The normalized distribution name a PEP 508 requirement string names."""
+    return normalize(re.split(r"[<>=!~;\[(@ ]", requirement.strip(), maxsplit=1)[0])
 
 
-def _source_edges(pyproject_path: Path, project: dict) -> set[Path]:
+def declared_requirements(project: dict, extras: bool = True) -> list[str]:
+    """The requirement strings a pyproject.toml declares: runtime dependencies, its extras'
+    (unless `extras` is false) and its dependency groups' (not `{include-group}` tables)."""
+    meta = project.get("project", {})
+    requirements = list(meta.get("dependencies", []))
+    if extras:
+        for group in meta.get("optional-dependencies", {}).values():
+            requirements.extend(group)
+    for group in project.get("dependency-groups", {}).values():
+        requirements.extend(r for r in group if isinstance(r, str))
+    return requirements
+
+
+def _source_edges(folder: Path, project: dict) -> set[Path]:
     """Independent layout: the local package folders a package depends on, as uv reads them.
 
     A local dependency is a requirement (runtime, extra or dependency group) whose
@@ -115,16 +130,10 @@ def _source_edges(pyproject_path: Path, project: dict) -> set[Path]:
     package's own uv.lock keeps `affected.py` fast with many packages; `lock-check` holds the
     locks to the same declarations.
     """
-    meta = project.get("project", {})
-    requirements = list(meta.get("dependencies", []))
-    for group in meta.get("optional-dependencies", {}).values():
-        requirements.extend(group)
-    for group in project.get("dependency-groups", {}).values():
-        requirements.extend(r for r in group if isinstance(r, str))
-    names = {normalize(m.group(1)) for r in requirements if (m := REQUIREMENT_NAME.match(r))}
+    names = {requirement_name(r) for r in declared_requirements(project)}
     sources = project.get("tool", {}).get("uv", {}).get("sources", {})
     return {
-        (pyproject_path.parent / source["path"]).resolve()
+        (folder / source["path"]).resolve()
         for name, source in sources.items()
         if normalize(name) in names and isinstance(source, dict) and "path" in source
     }
@@ -152,7 +161,7 @@ def discover(root: Path = ROOT) -> dict[str, Package]:
         if (root / "uv.lock").is_file():
             edges = _lock_edges(root / "uv.lock")
     else:
-        edges = {path: _source_edges(path / "pyproject.toml", projects[path]) for path in by_path}
+        edges = {path: _source_edges(path, projects[path]) for path in by_path}
     for source, targets in edges.items():
         if source in by_path:
             by_path[source].local_deps.update(
