@@ -1034,16 +1034,23 @@ def export_rootfs(image: str, arch: str | None = None, dest: Path | None = None)
         _run(["podman", "rm", "-f", ctr], capture_output=True, check=False)
 
 
+def list_images(*args: str) -> str:
+    """`podman images <args>`'s output. Another xdist worker may remove an image while podman
+    lists them (exit 125, seen in CI): then it lists again, up to three times."""
+    for attempt in range(3):
+        listing = _run(["podman", "images", *args], capture_output=True, check=False)
+        if listing.returncode == 0 or attempt == 2:
+            listing.check_returncode()
+            break
+    return listing.stdout
+
+
 def _prune_rootfs_cache() -> None:
     """Drop exported roots of images that no longer exist (rebuilt stand-ins): ~250 MB each."""
     cached = CACHE / "rootfs"
     if not cached.is_dir():
         return
-    ids = set(
-        _run(["podman", "images", "-a", "--no-trunc", "--format", "{{.ID}}"], capture_output=True)
-        .stdout.replace("sha256:", "")
-        .split()
-    )
+    ids = set(list_images("-a", "--no-trunc", "--format", "{{.ID}}").replace("sha256:", "").split())
     for entry in cached.iterdir():
         # <id>.<random> folders are exports still being unpacked by another xdist worker.
         if "." not in entry.name and entry.name not in ids:
@@ -1064,13 +1071,7 @@ def image_for_arch(name: str, arch: str) -> str:
         for m in json.loads(probe.stdout).get("manifests", [])
         if m.get("platform", {}).get("architecture") == OCI_ARCH[arch]
     ]
-    # Another xdist worker may remove an image while podman lists them (exit 125): list again.
-    for attempt in range(3):
-        listing = _run(["podman", "images", "--format", "json"], capture_output=True, check=False)
-        if listing.returncode == 0 or attempt == 2:
-            listing.check_returncode()
-            break
-    images = json.loads(listing.stdout)
+    images = json.loads(list_images("--format", "json"))
     for img in images:
         digests = {img.get("Digest")} | {d.split("@")[-1] for d in img.get("RepoDigests") or []}
         if digests & set(wanted):
@@ -1135,6 +1136,25 @@ def run_arm64(
             f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
         )
     return proc
+
+
+def call_handler_arm64(root: Path, python: str, event: dict, checks: str = "") -> dict:
+    """Call an exported arm64 Lambda image's handler with the image's own Python, in qemu
+    user mode, as the runtime would: /var/task first on the path, LAMBDA_TASK_ROOT and LANG
+    set as Lambda sets them. `checks` is Python run first, after the handler's import.
+    """
+    code = (
+        "import json, sys; sys.path.insert(0, '/var/task'); import lambda_function;"
+        f"{checks}"
+        "print(json.dumps(lambda_function.handler(json.loads(sys.stdin.read()), None)))"
+    )
+    result = run_arm64(
+        root,
+        [f"/var/lang/bin/python{python}", "-c", code],
+        env={"LAMBDA_TASK_ROOT": "/var/task", "LANG": "en_US.UTF-8"},
+        stdin=json.dumps(event),
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 # --------------------------------------------------------------------------- build/run

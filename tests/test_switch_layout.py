@@ -165,18 +165,8 @@ def build_and_run_artifacts(repo: Path, containers, dist: Path) -> None:
     )
     root = containers.export_rootfs(image)
     containers.remove_image(image)
-    code = (
-        "import json, sys; sys.path.insert(0, '/var/task'); import lambda_function;"
-        "print(json.dumps(lambda_function.handler(json.loads(sys.stdin.read()), None)))"
-    )
     event = {"Records": [{"s3": {"bucket": {"name": "landing"}, "object": {"key": "in/a.csv"}}}]}
-    result = containers.run_arm64(
-        root,
-        ["/var/lang/bin/python3.11", "-c", code],
-        env={"LAMBDA_TASK_ROOT": "/var/task", "LANG": "C.UTF-8"},
-        stdin=json.dumps(event),
-    )
-    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    answer = containers.call_handler_arm64(root, "3.11", event)
     assert json.loads(answer["body"])["ingested"] == ["landing/in/a.csv"]
 
 
