@@ -69,8 +69,40 @@ def prefix_problem(value: str) -> str:
     return problem
 
 
-def package_name_problem(value: str) -> str:
-    return _identifier_problem(value, "package name", "'billing' or 'etl_jobs'")
+# The longest package name. Every file name the package kind writes is built from it, and each
+# path component must fit the filesystem's NAME_MAX (255 on ext4, APFS and NTFS). The longest
+# are `src/<prefix>_<name>/` (folder and module), `.copier/package-<name>.yml` and the files uv
+# and CD name after `<prefix>_<name>`: the wheel `<prefix>_<name>-<version>-py3-none-any.whl`
+# (19 characters besides prefix, name and version), its `.dist-info` folder, the venv tarball
+# `<prefix>_<name>__venv_<version>.tar.gz`. 40 leaves prefix and version together about 190
+# characters, and a 40-character import name is already a lot to type. Without a cap, a
+# 250-character name wrote half a package, then failed on package-<name>.yml (ENAMETOOLONG).
+# The generated repo's `make new-package` checks the same rules before Copier starts, with its
+# own copy (template/project/scripts/new_package.py, NAME_MAX_LENGTH); tests/test_validation.py
+# checks that the two agree.
+PACKAGE_NAME_MAX_LENGTH = 40
+
+
+def package_name_problem(value: str, prefix: str) -> str:
+    """A name that is no identifier, a keyword, the prefix typed again or too long.
+
+    The last two rules came after packages may have been added with such names: they refuse a
+    new package only, so `copier update` still replays an existing one's answers.
+    """
+    problem = _identifier_problem(value, "package name", "'billing' or 'etl_jobs'")
+    if problem or copier_operation() != "copy":
+        return problem
+    if value.startswith(f"{prefix}_"):
+        return (
+            f"'{value}' would create {prefix}_{value}: the prefix '{prefix}_' is added for you; "
+            f"use '{value.removeprefix(prefix + '_')}'."
+        )
+    if len(value) > PACKAGE_NAME_MAX_LENGTH:
+        return (
+            f"A package name has at most {PACKAGE_NAME_MAX_LENGTH} characters, and this one has "
+            f"{len(value)}: file names such as .copier/package-<name>.yml are built from it."
+        )
+    return ""
 
 
 def targets_problem(value: list[str]) -> str:
@@ -158,11 +190,13 @@ def package_target_problem(package_type: str, external_data: Any, kind: str) -> 
 
 
 def package_exists_problem(name: str, prefix: str, destination: Any) -> str:
+    """A package folder or answers file of that name; checked after package_name_problem, so
+    the name is short enough to look up."""
     if copier_operation() != "copy":
         return ""
-    package = f"{prefix}_{name}"
-    if (Path(str(destination)) / "src" / package).exists():
-        return f"src/{package} already exists; choose another package name."
+    for path in (f"src/{prefix}_{name}", f".copier/package-{name}.yml"):
+        if (Path(str(destination)) / path).exists():
+            return f"{path} already exists; choose another package name."
     return ""
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
+import sys
 import textwrap
 from contextvars import ContextVar
 from pathlib import Path
+from types import ModuleType
 
 import pytest
-from conftest import TEMPLATE, copy_template
+from conftest import TEMPLATE, copy_template, tree_snapshot
 from copier import run_copy, run_update
 from gitrepo import commit_all, git
 
@@ -116,3 +119,137 @@ def test_validators_still_tell_a_copy_from_an_update(tmp_path: Path) -> None:
     git(template, "tag", "2.0.0")
     run_update(repo, overwrite=True, **options)
     assert (repo / "version.txt").read_text() == "2\n", "the update went through"
+
+
+# --------------------------------------------------------------------------- package names
+
+
+def load_module(path: Path, name: str, imports_from: Path | None = None) -> ModuleType:
+    """A Python file imported by path. `imports_from` is the folder its own imports come from
+    (a generated script imports its sibling modules); they are forgotten afterwards, so the
+    next rendered repo's scripts are imported afresh."""
+    before = set(sys.modules)
+    if imports_from:
+        sys.path.insert(0, str(imports_from))
+    try:
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        if imports_from:
+            sys.path.remove(str(imports_from))
+            for loaded in set(sys.modules) - before:
+                if str(getattr(sys.modules[loaded], "__file__", "")).startswith(str(imports_from)):
+                    del sys.modules[loaded]
+    return module
+
+
+VALIDATORS = load_module(TEMPLATE / "extensions/validators.py", "template_validators")
+PACKAGE_NAME_MAX_LENGTH = VALIDATORS.PACKAGE_NAME_MAX_LENGTH
+
+
+@pytest.fixture(scope="module")
+def rendered_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A rendered repo (no tasks: the package kind needs only its .copier-answers.yml)."""
+    repo = copy_template(tmp_path_factory.mktemp("names") / "repo", tasks=False)
+    (repo / ".copier").mkdir()
+    # An answers file left behind by a package whose folder is gone still holds the name.
+    (repo / ".copier" / "package-orphan.yml").write_text("package_name: orphan\n")
+    return repo
+
+
+def add(repo: Path, name: str) -> Path:
+    return copy_template(
+        repo, tasks=False, template_kind="package", package_name=name, package_type="library"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        pytest.param("nt_billing", "'nt_billing' would create nt_nt_billing", id="prefix-again"),
+        pytest.param("a" * 250, "has 250", id="250-characters"),
+        pytest.param("a" * (PACKAGE_NAME_MAX_LENGTH + 1), "at most 40", id="cap-plus-one"),
+        pytest.param("orphan", ".copier/package-orphan.yml already exists", id="answers-exist"),
+        pytest.param("x;echo hi >f;:", "not a valid package name", id="shell"),
+    ],
+)
+def test_bad_package_name_is_refused_by_copier(rendered_repo: Path, name: str, message: str) -> None:
+    """A `copier copy --data template_kind=package` typed by hand gets the rules that
+    `make new-package` checks first."""
+    before = tree_snapshot(rendered_repo)
+    with pytest.raises(ValueError) as refused:
+        add(rendered_repo, name)
+    assert message in str(refused.value)
+    assert tree_snapshot(rendered_repo) == before
+
+
+def test_package_name_of_the_cap_length_is_accepted(rendered_repo: Path) -> None:
+    name = "b" * PACKAGE_NAME_MAX_LENGTH
+    add(rendered_repo, name)
+    assert (rendered_repo / f"src/nt_{name}/nt_{name}/core.py").is_file()
+    assert (rendered_repo / f".copier/package-{name}.yml").is_file()
+
+
+def test_both_sides_hold_the_same_package_name_rules(render) -> None:
+    """The cap and the rules live once in extensions/validators.py (Copier) and once in the
+    generated scripts/new_package.py (make, before Copier starts): they must agree."""
+    validators = VALIDATORS
+    repo = render()
+    check = load_module(repo / "scripts/new_package.py", "new_package", repo / "scripts")
+    assert check.NAME_MAX_LENGTH == validators.PACKAGE_NAME_MAX_LENGTH
+    assert check.IDENTIFIER_RE.pattern == validators.IDENTIFIER_RE.pattern
+    cap = validators.PACKAGE_NAME_MAX_LENGTH
+    names = ["billing", "nt_billing", "nt", "Billing", "1abc", "class", "match", "a" * cap,
+             "a" * (cap + 1), "x;echo hi >f;:", "etl__jobs", ""]
+    for name in names:
+        refused_by_copier = bool(validators.package_name_problem(name, "nt"))
+        refused_by_make = bool(check.name_problem(name, "nt"))
+        assert refused_by_copier == refused_by_make, name
+
+
+def test_names_refused_today_still_update(tmp_path: Path) -> None:
+    """A package added before the prefix and length rules keeps updating: Copier replays its
+    stored answers through the same validator, which refuses such names on copy only."""
+    template = tmp_path / "template"
+    (template / "extensions").mkdir(parents=True)
+    shutil.copy(TEMPLATE / "extensions" / "validators.py", template / "extensions")
+    (template / "copier.yml").write_text(
+        textwrap.dedent(
+            """\
+            _jinja_extensions:
+              - copier_template_extensions.TemplateExtensionLoader
+              - extensions/validators.py:AnswerValidators
+            _exclude: [extensions, copier.yml, .git]
+            name:
+              type: str
+              validator: "{{ name | package_name_problem('nt') }}"
+            """
+        )
+    )
+    (template / "{{ _copier_conf.answers_file }}.jinja").write_text(
+        "{{ _copier_answers|to_nice_yaml }}"
+    )
+    (template / "version.txt").write_text("1\n")
+    git(template, "init", "--quiet", "--initial-branch=main")
+    commit_all(template, "1.0.0")
+    git(template, "tag", "1.0.0")
+
+    options = {"defaults": True, "unsafe": True, "quiet": True}
+    repo = tmp_path / "repo"
+    with pytest.raises(ValueError, match="would create nt_nt_billing"):
+        run_copy(str(template), repo, data={"name": "nt_billing"}, **options)
+    run_copy(str(template), repo, data={"name": "billing"}, **options)
+    # As a repo from before the rule records it.
+    answers = repo / ".copier-answers.yml"
+    answers.write_text(answers.read_text().replace("name: billing", "name: nt_billing"))
+    git(repo, "init", "--quiet", "--initial-branch=main")
+    commit_all(repo, "generated before the rule")
+
+    (template / "version.txt").write_text("2\n")
+    commit_all(template, "2.0.0")
+    git(template, "tag", "2.0.0")
+    run_update(repo, overwrite=True, **options)
+    assert (repo / "version.txt").read_text() == "2\n", "the update went through"
+    assert "name: nt_billing" in answers.read_text()
