@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from by_path import template_validators
 from conftest import TEMPLATE, copy_template, run, tree_snapshot
-from gitrepo import commit_all
+from gitrepo import commit_all, git
 
 pytestmark = pytest.mark.slow
 
@@ -141,10 +142,137 @@ def test_make_new_package_uses_the_pinned_copier(template_releases, tmp_path: Pa
     assert answers["_commit"] == "0.1.0"
     assert answers["_src_path"] == str(template_releases.path)
     usage = run(["make", "new-package"], cwd=repo, check=False)
-    assert usage.returncode != 0 and "usage: make new-package NAME=" in usage.stdout
+    assert usage.returncode == 2 and "usage: make new-package NAME=" in usage.stderr
 
 
 def test_copier_pin_of_generated_repos_matches_the_dev_environment() -> None:
     context = (TEMPLATE / "extensions/context.py").read_text()
     assert f'COPIER_VERSION = "{version("copier")}"' in context
     assert f'COPIER_EXTENSIONS_VERSION = "{version("copier-template-extensions")}"' in context
+
+
+# --------------------------------------------------------------------------- make new-package
+# What a team types: the generated Makefile checks NAME and TYPE (scripts/new_package.py)
+# before Copier starts, then runs the pinned Copier at the repo's template version.
+
+# The cap both sides hold (tests/test_validation.py checks the generated script's copy).
+CAP = template_validators().PACKAGE_NAME_MAX_LENGTH
+
+
+@pytest.fixture(scope="module")
+def made_repo(released_template, tmp_path_factory) -> Path:
+    """A repo of the released template without the ecs target (independent layout: a package
+    brings its own lock and venv, the deepest paths), one package added with make, and the
+    answers file of a package whose folder was deleted."""
+    repo = copy_template(
+        tmp_path_factory.mktemp("made") / "repo",
+        tasks=True,
+        src=released_template.path,
+        vcs_ref="0.1.0",
+        deploy_targets=["lambda"],
+        workspace_layout="independent",
+        python_version="3.11",
+    )
+    commit_all(repo, "generated")
+    run(["make", "new-package", "NAME=reports"], cwd=repo)
+    answers = (repo / ".copier/package-reports.yml").read_text()
+    (repo / ".copier/package-orphan.yml").write_text(answers.replace("reports", "orphan"))
+    commit_all(repo, "reports, and orphan's answers")
+    return repo
+
+
+def make_new_package(repo: Path, name: str, package_type: str = "library"):
+    # No shell between the test and make: NAME reaches make exactly as typed.
+    return run(["make", "new-package", f"NAME={name}", f"TYPE={package_type}"], cwd=repo, check=False)
+
+
+def assert_refused_cleanly(repo: Path, result, message: str) -> None:
+    assert result.returncode == 2, result
+    assert result.stdout == "", result.stdout
+    # The refusal is make's only line: `Makefile:<n>: *** <message>.  Stop.` (make's $(error)).
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert not (repo / "f").exists() and not (repo / "pwned").exists(), "a name was run as code"
+    assert git(repo, "status", "--porcelain") == "", "a refusal must write nothing"
+
+
+@pytest.mark.parametrize(
+    ("name", "package_type", "message"),
+    [
+        pytest.param(
+            "nt_billing", "library", "NAME=nt_billing would create nt_nt_billing; use NAME=billing",
+            id="prefix-typed-again",
+        ),
+        pytest.param("x;echo hi >f;:", "library", "NAME='x;echo hi >f;:' is not a lowercase", id="shell"),
+        pytest.param("$(shell touch pwned)", "library", "is not a lowercase identifier", id="make-shell"),
+        pytest.param("a" * 250, "library", "NAME has 250 characters; at most 40", id="250-chars"),
+        pytest.param("a" * (CAP + 1), "library", f"NAME has {CAP + 1} characters", id="cap-plus-one"),
+        pytest.param("Billing", "library", "NAME=Billing is not a lowercase identifier", id="capital"),
+        pytest.param("class", "library", "NAME=class is a Python keyword", id="keyword"),
+        pytest.param("1abc", "library", "NAME=1abc is not a lowercase identifier", id="leading-digit"),
+        pytest.param("reports", "library", "src/nt_reports already exists", id="package-exists"),
+        pytest.param("orphan", "library", ".copier/package-orphan.yml already exists", id="answers-exist"),
+        pytest.param("jobs", "web", "TYPE=web is not a package type", id="unknown-type"),
+        pytest.param("jobs", "x;echo hi >f;:", "TYPE='x;echo hi >f;:' is not a package", id="shell-type"),
+        pytest.param("jobs", "ecs", "without the 'ecs' deploy target", id="missing-target"),
+        pytest.param("", "library", "usage: make new-package NAME=<name>", id="no-name"),
+    ],
+)
+def test_make_refuses_bad_names_in_one_line_and_writes_nothing(
+    made_repo: Path, name: str, package_type: str, message: str
+) -> None:
+    assert_refused_cleanly(made_repo, make_new_package(made_repo, name, package_type), message)
+
+
+def test_make_code_in_name_or_type_never_runs_in_any_target(made_repo: Path) -> None:
+    """make exports command-line variables to every recipe, expanding them on the way: the
+    Makefile unexports NAME and TYPE, so even `make help` leaves them as text."""
+    code = "$(shell touch pwned)"
+    run(["make", "help", f"NAME={code}", f"TYPE={code}"], cwd=made_repo)
+    assert not (made_repo / "pwned").exists()
+
+
+def test_missing_target_refusal_gives_the_command_that_adds_it(made_repo: Path) -> None:
+    refused = make_new_package(made_repo, "jobs", "ecs")
+    assert 'make update DATA="-d deploy_targets=[ecs,lambda]"' in refused.stderr
+
+
+def test_outside_a_generated_repo_make_refuses_in_one_line(made_repo: Path, tmp_path: Path) -> None:
+    """The Makefile and scripts copied into another project: no answers to add a package by."""
+    other = tmp_path / "other"
+    other.mkdir()
+    git(other, "init", "--quiet", "--initial-branch=main")
+    (other / "Makefile").write_bytes((made_repo / "Makefile").read_bytes())
+    (other / "scripts").mkdir()
+    for script in ("new_package.py", "answers.py", "monorepo.py"):
+        (other / "scripts" / script).write_bytes((made_repo / "scripts" / script).read_bytes())
+    commit_all(other, "tooling only")
+    refused = make_new_package(other, "billing")
+    assert_refused_cleanly(other, refused, "run this at the root of a repo generated by copier-uv")
+
+
+def package_passes_its_tests_and_lock(repo: Path, package: str) -> None:
+    tests = run(["uv", "run", "scripts/ci.py", "test", "--isolated", package], cwd=repo).stdout
+    assert " passed" in tests and " failed" not in tests, tests
+    run(["uv", "lock", "--check", "--project", f"src/{package}"], cwd=repo)
+    run(["uv", "run", "scripts/ci.py", "lock-check"], cwd=repo)
+
+
+def test_retry_with_a_good_name_works(made_repo: Path) -> None:
+    refused = make_new_package(made_repo, "nt_ledger")
+    assert_refused_cleanly(made_repo, refused, "use NAME=ledger")
+    make_new_package(made_repo, "ledger").check_returncode()
+    assert (made_repo / "src/nt_ledger/nt_ledger/core.py").is_file()
+    package_passes_its_tests_and_lock(made_repo, "nt_ledger")
+    commit_all(made_repo, "ledger")
+
+
+def test_name_of_exactly_the_cap_is_accepted(made_repo: Path) -> None:
+    name = "l" * CAP
+    added = make_new_package(made_repo, name, "lambda")
+    assert added.returncode == 0, added.stderr
+    package = f"nt_{name}"
+    assert (made_repo / f"src/{package}/{package}/handler.py").is_file()
+    assert (made_repo / f".copier/package-{name}.yml").is_file()
+    package_passes_its_tests_and_lock(made_repo, package)
+    commit_all(made_repo, "a name of the cap's length")

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
 import textwrap
 from contextvars import ContextVar
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from by_path import import_file, template_validators
 from conftest import TEMPLATE, copy_template, tree_snapshot
 from copier import run_copy, run_update
 from gitrepo import commit_all, git
@@ -124,28 +122,7 @@ def test_validators_still_tell_a_copy_from_an_update(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- package names
 
 
-def load_module(path: Path, name: str, imports_from: Path | None = None) -> ModuleType:
-    """A Python file imported by path. `imports_from` is the folder its own imports come from
-    (a generated script imports its sibling modules); they are forgotten afterwards, so the
-    next rendered repo's scripts are imported afresh."""
-    before = set(sys.modules)
-    if imports_from:
-        sys.path.insert(0, str(imports_from))
-    try:
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        if imports_from:
-            sys.path.remove(str(imports_from))
-            for loaded in set(sys.modules) - before:
-                if str(getattr(sys.modules[loaded], "__file__", "")).startswith(str(imports_from)):
-                    del sys.modules[loaded]
-    return module
-
-
-VALIDATORS = load_module(TEMPLATE / "extensions/validators.py", "template_validators")
+VALIDATORS = template_validators()
 PACKAGE_NAME_MAX_LENGTH = VALIDATORS.PACKAGE_NAME_MAX_LENGTH
 
 
@@ -197,7 +174,7 @@ def test_both_sides_hold_the_same_package_name_rules(render) -> None:
     generated scripts/new_package.py (make, before Copier starts): they must agree."""
     validators = VALIDATORS
     repo = render()
-    check = load_module(repo / "scripts/new_package.py", "new_package", repo / "scripts")
+    check = import_file(repo / "scripts/new_package.py", "new_package", repo / "scripts")
     assert check.NAME_MAX_LENGTH == validators.PACKAGE_NAME_MAX_LENGTH
     assert check.IDENTIFIER_RE.pattern == validators.IDENTIFIER_RE.pattern
     cap = validators.PACKAGE_NAME_MAX_LENGTH
