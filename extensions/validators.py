@@ -201,12 +201,15 @@ def package_exists_problem(name: str, prefix: str, destination: Any) -> str:
 
 
 class AnswerValidators(Extension):
-    """Register the checks above as Jinja filters, and the reserved namespaces for settings.py."""
+    """Register the checks above as Jinja filters; the reserved namespaces (for settings.py) and
+    the package name cap (for README.md) as globals."""
 
     def __init__(self, environment: Environment) -> None:
         super().__init__(environment)
         # The generated settings loader skips the very namespaces a prefix may not use.
         environment.globals["reserved_env_namespaces"] = list(RESERVED_ENV_NAMESPACES)
+        # The generated README states the cap.
+        environment.globals["package_name_max_length"] = PACKAGE_NAME_MAX_LENGTH
         environment.filters.update(
             prefix_problem=prefix_problem,
             package_name_problem=package_name_problem,

@@ -184,6 +184,7 @@ def test_both_sides_hold_the_same_package_name_rules(render) -> None:
         refused_by_copier = bool(validators.package_name_problem(name, "nt"))
         refused_by_make = bool(check.name_problem(name, "nt"))
         assert refused_by_copier == refused_by_make, name
+    assert f"at most {cap} characters" in (repo / "README.md").read_text()
 
 
 def test_names_refused_today_still_update(tmp_path: Path) -> None:
