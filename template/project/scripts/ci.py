@@ -44,7 +44,7 @@ ROOT_CONFIG = "../../pyproject.toml"
 # uv then suggests `uv lock`, which at the root misses the packages' own locks: `make lock`
 # relocks every project.
 STALE_LOCK = "needs to be updated"
-STALE_FIX = "run `make lock` (it relocks every project) and commit the lock files"
+STALE_FIX = "Run `make lock` (it relocks every project) and commit the lock files."
 
 
 def attempt(*cmd: str) -> tuple[int, bool]:
@@ -68,9 +68,8 @@ def attempt(*cmd: str) -> tuple[int, bool]:
 def run(*cmd: str) -> None:
     returncode, stale = attempt(*cmd)
     if returncode != 0:
-        if stale:
-            sys.exit(f"ci: a lock file is out of date with its pyproject.toml: {STALE_FIX}")
-        sys.exit(f"ci: failed: {shlex.join(cmd)}")
+        why = f"a lock file is older than its pyproject.toml. {STALE_FIX}" if stale else "failed"
+        sys.exit(f"ci: {shlex.join(cmd)}: {why}")
 
 
 def package(name: str) -> monorepo.Package:
@@ -135,9 +134,8 @@ def lock_check() -> None:
     checks = {"uv.lock": ("uv", "lock", "--check")}
     # The release script runs with `uv run --locked` in CD: its own lock must be current too.
     if (monorepo.ROOT / "scripts" / "upload_all.py").exists():
-        checks["scripts/upload_all.py.lock"] = (
-            "uv", "lock", "--check", "--script", "scripts/upload_all.py"
-        )
+        script = ("uv", "lock", "--check", "--script", "scripts/upload_all.py")
+        checks["scripts/upload_all.py.lock"] = script
     if not monorepo.is_shared():
         for project in project_dirs():
             checks[f"{project}/uv.lock"] = ("uv", "lock", "--check", "--project", project)
@@ -151,7 +149,7 @@ def lock_check() -> None:
         sys.exit(f"ci: uv cannot lock {', '.join(failed)} (its reason above); `make lock` explains")
     if stale:
         listed = "\n  ".join(stale)
-        sys.exit(f"ci: lock files out of date with their pyproject.toml:\n  {listed}\nTo fix: {STALE_FIX}.")
+        sys.exit(f"ci: lock files older than their pyproject.toml:\n  {listed}\n{STALE_FIX}")
     # The Dockerfiles' uv and Python defaults match their one place; the runtime image's
     # requirements.txt is what its requirements.in compiles to.
     run(sys.executable, "scripts/pins.py", "check")

@@ -6,10 +6,11 @@
     uv run scripts/lock.py
 
 Shared layout: one `uv lock` at the root. Independent layout: the root (dev tooling) and
-every package's own project. Then the release script's own lock, where there is one.
-Refused while an update's conflict markers are unresolved: the files would not parse. When the shared workspace cannot be locked because members need
-incompatible versions of a library, uv's error names them; this says which packages they are
-and that the independent layout lets each keep its own version.
+every package's own project. Then the release script's own lock, where there is one. When the
+shared workspace cannot be locked because members need incompatible versions of a library,
+uv's error names them; this says which packages they are and that the independent layout lets
+each keep its own version. Refused while an update's conflict markers are unresolved (the
+files would not parse).
 """
 
 from __future__ import annotations

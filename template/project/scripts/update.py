@@ -219,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     root = sub.add_parser("root", help="make update")
     root.add_argument("data", nargs=argparse.REMAINDER, help="Copier options, e.g. -d key=value")
-    sub.add_parser("package", help="make update-package").add_argument("name", nargs="?", default="")
+    package = sub.add_parser("package", help="make update-package")
+    package.add_argument("name", nargs="?", default="")
     sub.add_parser("packages", help="make update-packages")
     sub.add_parser("check", help="is a newer template out?")
     sub.add_parser("branch", help="update everything for a pull request").add_argument(
