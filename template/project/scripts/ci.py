@@ -54,15 +54,16 @@ def attempt(*cmd: str) -> tuple[int, bool]:
     # `uv run scripts/ci.py` runs this script in its own environment; the uv commands below
     # must pick each project's environment, not inherit that one.
     env = {key: value for key, value in os.environ.items() if key != "VIRTUAL_ENV"}
-    stale = False
+    errors = []
     with subprocess.Popen(
         cmd, cwd=monorepo.ROOT, env=env, stderr=subprocess.PIPE, text=True
     ) as proc:
         assert proc.stderr is not None
         for line in proc.stderr:
             sys.stderr.write(line)
-            stale = stale or STALE_LOCK in line
-    return proc.returncode, stale
+            errors.append(line)
+    # uv wraps its message to the terminal's width: read it as one line.
+    return proc.returncode, STALE_LOCK in " ".join("".join(errors).split())
 
 
 def run(*cmd: str) -> None:

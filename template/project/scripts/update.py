@@ -63,18 +63,12 @@ def stop_on_conflicts(answers: str, again: str = "") -> None:
     if not problems:
         return
     listed = "\n  ".join(problems)
-    steps = [
-        "resolve each conflict (keep what both sides need)",
-        "`git add` the files",
-        "run `make lock`",
-        "commit",
-    ]
-    if again:
-        steps.append(f"run `{again}` again")
     message = (
         f"copier update of {answers} left conflicts with your edits:\n  {listed}\n"
-        f"The lock files were not refreshed. Next: {', '.join(steps)}."
+        "The lock files were not refreshed. Next: resolve each conflict (keep what both sides "
+        "need), `git add` the files, run `make lock` and commit"
     )
+    message += f"; then run `{again}` again for the rest." if again else "."
     if any(line.startswith("Makefile:") for line in problems):
         message += "\n`make` cannot read the Makefile until its conflicts are resolved."
     raise Stop(message)
