@@ -41,7 +41,7 @@ def run_check(project: Path) -> tuple[list[gha.StepRun], dict[str, str], str]:
 
 
 def test_a_newer_release_becomes_a_branch_and_a_pull_request_body(
-    tmp_path: Path, template_releases
+    tmp_path: Path, template_releases, monkeypatch
 ) -> None:
     """Current: the check says so and the update job is skipped. A release later (the team
     edited a line it changes, in the root, and has a package of its own): the update job
@@ -79,7 +79,8 @@ def test_a_newer_release_becomes_a_branch_and_a_pull_request_body(
 
     runner_temp = tmp_path / "runner-temp"
     runner_temp.mkdir()
-    expressions = {"runner.temp": str(runner_temp), "github.token": "unused-here"}
+    monkeypatch.setenv("RUNNER_TEMP", str(runner_temp))
+    expressions = {"github.token": "unused-here"}
     results, _ = gha.run_job(project, flow, "update", expressions, skip=(PR_STEP,))
     assert [r.name for r in results] == ["Update on a branch", "Push the branch"]
     assert [r.returncode for r in results] == [0, 0], gha.describe(results)
@@ -91,7 +92,7 @@ def test_a_newer_release_becomes_a_branch_and_a_pull_request_body(
     committed = git(project, "show", f"{pushed}:src/nt_common/nt_common/logs.py")
     assert "<<<<<<<" in committed and "Team-specific logging." in committed
     assert git(project, "status", "--porcelain") == ""
-    body = (runner_temp / "template-update.md").read_text()
+    body = (runner_temp / "pull-request.md").read_text()
     conflicts = [line for line in body.splitlines() if "conflict marker" in line]
     assert conflicts and all("src/nt_common/nt_common/logs.py:" in c for c in conflicts)
     assert len(conflicts) == len(set(conflicts))
@@ -108,7 +109,9 @@ def test_a_newer_release_becomes_a_branch_and_a_pull_request_body(
     )
 
 
-def test_a_clean_update_refreshes_the_locks_on_the_branch(tmp_path: Path, template_releases) -> None:
+def test_a_clean_update_refreshes_the_locks_on_the_branch(
+    tmp_path: Path, template_releases, monkeypatch
+) -> None:
     """No conflicts: the branch carries the update and refreshed locks, green as it stands."""
     template_releases.release("v1.0.0", lambda root: replace_in(root / LOGS, NEW_LOGS_DOC, OLD_LOGS_DOC))
     project = copy_template(
@@ -119,10 +122,11 @@ def test_a_clean_update_refreshes_the_locks_on_the_branch(tmp_path: Path, templa
     template_releases.release("v1.1.0")
     runner_temp = tmp_path / "runner-temp"
     runner_temp.mkdir()
-    expressions = {"runner.temp": str(runner_temp), "github.token": "unused-here"}
+    monkeypatch.setenv("RUNNER_TEMP", str(runner_temp))
+    expressions = {"github.token": "unused-here"}
     results, _ = gha.run_job(project, workflow(project), "update", expressions, skip=(PR_STEP,))
     assert [r.returncode for r in results] == [0, 0], gha.describe(results)
-    body = (runner_temp / "template-update.md").read_text()
+    body = (runner_temp / "pull-request.md").read_text()
     assert "No conflicts" in body and "conflict marker" not in body
     assert git(origin, "rev-parse", "refs/heads/template-update") == git(project, "rev-parse", "HEAD")
     assert NEW_LOGS_DOC in (project / "src/nt_common/nt_common/logs.py").read_text()

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from conftest import copy_template, run
 from gitrepo import commit_all, git
-from test_update import LOGS, NEW_LOGS_DOC, OLD_LOGS_DOC, add_package, as_release_0_1_0, replace_in
+from test_update import NEW_LOGS_DOC, OLD_LOGS_DOC, add_package, as_release_0_1_0, replace_in
 
 pytestmark = pytest.mark.slow
 
