@@ -211,8 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         "--copier", default="copier", help="the Copier command (make passes its pin)"
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    root = sub.add_parser("root", help="make update")
-    root.add_argument("data", nargs=argparse.REMAINDER, help="Copier options, e.g. -d key=value")
+    sub.add_parser("root", help="make update; Copier options may follow, e.g. -d key=value")
     package = sub.add_parser("package", help="make update-package")
     package.add_argument("name", nargs="?", default="")
     sub.add_parser("packages", help="make update-packages")
@@ -220,11 +219,14 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("branch", help="update everything for a pull request").add_argument(
         "--body", type=Path, required=True, help="where to write the pull request's description"
     )
-    args = parser.parse_args(argv)
+    # The root's update passes what it does not know to Copier (make update DATA="-d k=v").
+    args, data = parser.parse_known_args(argv)
+    if data and args.command != "root":
+        parser.error(f"unrecognized arguments: {' '.join(data)}")
     copier = shlex.split(args.copier)
     try:
         if args.command == "root":
-            update_root(copier, args.data)
+            update_root(copier, data)
         elif args.command == "package":
             update_package(copier, args.name)
         elif args.command == "packages":
