@@ -81,10 +81,14 @@ def relock() -> None:
 
 
 def commit(message: str) -> None:
-    subprocess.run(["git", "add", "--all"], cwd=ROOT, check=True)
+    """Commit everything, if anything changed (your git hooks run as for any commit)."""
+    subprocess.run(["git", "add", "--all"], cwd=ROOT, check=False)
     staged = subprocess.run(["git", "diff", "--cached", "--quiet"], cwd=ROOT, check=False)
-    if staged.returncode != 0:
-        subprocess.run(["git", "commit", "--quiet", "--message", message], cwd=ROOT, check=True)
+    if staged.returncode == 0:
+        return
+    done = subprocess.run(["git", "commit", "--quiet", "--message", message], cwd=ROOT, check=False)
+    if done.returncode != 0:
+        raise Stop(f"git commit of {message!r} failed (git's message is above); commit by hand")
 
 
 def update_root(copier: list[str], data: list[str]) -> None:
@@ -238,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
     except (Stop, copier_answers.Refused) as stop:
         print(f"\nupdate: {stop}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("\nupdate: interrupted; `git status` shows what changed so far", file=sys.stderr)
+        return 130
     return 0
 
 
