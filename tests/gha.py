@@ -68,8 +68,10 @@ def run_job(
     job: str,
     expressions: dict[str, str] | None = None,
     stop_on_failure: bool = True,
+    skip: tuple[str, ...] = (),
 ) -> tuple[list[StepRun], dict[str, str]]:
-    """Run every `run:` step of a job in `repo`; return the step results and its outputs."""
+    """Run every `run:` step of a job in `repo` (except the steps named in `skip`: those that
+    only talk to GitHub's API); return the step results and its outputs."""
     expressions = expressions or {}
     outputs_file = repo.parent / f".github-output-{job}"
     summary_file = repo.parent / f".github-summary-{job}"
@@ -81,7 +83,7 @@ def run_job(
     env.update(GITHUB_OUTPUT=str(outputs_file), GITHUB_STEP_SUMMARY=str(summary_file))
     results = []
     for index, step in enumerate(workflow["jobs"][job]["steps"]):
-        if "run" not in step:
+        if "run" not in step or step.get("name") in skip:
             continue
         step_env = dict(env)
         step_env.update(

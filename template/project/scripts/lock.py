@@ -6,9 +6,11 @@
     uv run scripts/lock.py
 
 Shared layout: one `uv lock` at the root. Independent layout: the root (dev tooling) and
-every package's own project. When the shared workspace cannot be locked because members need
-incompatible versions of a library, uv's error names them; this says which packages they are
-and that the independent layout lets each keep its own version.
+every package's own project. Then the release script's own lock, where there is one. When the
+shared workspace cannot be locked because members need incompatible versions of a library,
+uv's error names them; this says which packages they are and that the independent layout lets
+each keep its own version. Refused while an update's conflict markers are unresolved (the
+files would not parse).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import re
 import subprocess
 import sys
 
+import check_conflicts
 import monorepo
 
 # "Because nt-api depends on six==1.17.0 and nt-billing depends on six==1.16.0, ..."
@@ -81,14 +84,37 @@ def explain(error: str, packages: dict[str, monorepo.Package]) -> str:
     return "\n".join(lines)
 
 
+def conflicts_message(problems: list[str]) -> str:
+    """Why the locks are not refreshed while an update's conflicts are unresolved."""
+    listed = "\n  ".join(problems)
+    return (
+        f"make lock: unresolved conflicts:\n  {listed}\n"
+        "Resolve them (edit each file, keep what both sides need), `git add` the files, then run "
+        "`make lock` again and commit."
+    )
+
+
 def main() -> int:
-    shared = monorepo.is_shared()
-    packages = monorepo.discover()
+    # A pyproject.toml holding conflict markers would fail to parse below: say what it is.
+    problems = check_conflicts.problems()
+    if problems:
+        print(conflicts_message(problems), file=sys.stderr)
+        return 1
+    try:
+        shared = monorepo.is_shared()
+        packages = monorepo.discover()
+    except monorepo.InvalidToml as error:
+        print(f"make lock: {error}. Fix it, then run `make lock` again.", file=sys.stderr)
+        return 1
     projects = ["."] if shared else [".", *(f"src/{name}" for name in sorted(packages))]
+    commands = [["uv", "lock", "--directory", project] for project in projects]
+    # The release script's own lock (CD runs it with `uv run --locked`).
+    if (monorepo.ROOT / "scripts" / "upload_all.py").is_file():
+        commands.append(["uv", "lock", "--script", "scripts/upload_all.py"])
     env = {key: value for key, value in os.environ.items() if key != "VIRTUAL_ENV"}
-    for project in projects:
+    for command in commands:
         result = subprocess.run(
-            ["uv", "lock", "--directory", project],
+            command,
             cwd=monorepo.ROOT,
             env=env,
             stderr=subprocess.PIPE,
@@ -97,7 +123,8 @@ def main() -> int:
         )
         sys.stderr.write(result.stderr)
         if result.returncode != 0:
-            message = explain(result.stderr, packages) if shared else ""
+            workspace = shared and "--script" not in command
+            message = explain(result.stderr, packages) if workspace else ""
             if message:
                 print(f"\n{message}", file=sys.stderr)
             return result.returncode

@@ -37,9 +37,29 @@ GLOBAL_PATHS = (
 )
 
 
+class InvalidToml(SystemExit):
+    """A TOML file that does not parse (say, conflict markers left by an update).
+
+    A SystemExit, so any script reading the file stops with this one line, not a traceback;
+    callers that can say more catch it first.
+    """
+
+    def __init__(self, path: Path, error: Exception) -> None:
+        try:
+            name = str(path.resolve().relative_to(ROOT))
+        except ValueError:
+            name = str(path)
+        # tomllib's message ends with the place: "... (at line 12, column 1)".
+        super().__init__(f"{name} is not valid TOML: {error}")
+        self.path = name
+
+
 def load_toml(path: Path) -> dict:
     with path.open("rb") as f:
-        return tomllib.load(f)
+        try:
+            return tomllib.load(f)
+        except tomllib.TOMLDecodeError as error:
+            raise InvalidToml(path, error) from None
 
 
 def normalize(name: str) -> str:
