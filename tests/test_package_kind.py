@@ -232,6 +232,16 @@ def test_make_code_in_name_or_type_never_runs_in_any_target(made_repo: Path) -> 
     assert not (made_repo / "pwned").exists()
 
 
+def test_update_package_never_runs_name_as_shell_code(made_repo: Path) -> None:
+    """`make update-package NAME=...` quotes NAME like new-package: shell text is refused by
+    scripts/update.py as an unknown package, and nothing runs."""
+    result = run(["make", "update-package", 'NAME=x";touch f;echo "'], cwd=made_repo, check=False)
+    assert result.returncode != 0
+    assert "make update-package NAME=<name>" in result.stdout + result.stderr
+    assert not (made_repo / "f").exists(), "NAME was run as code"
+    assert git(made_repo, "status", "--porcelain") == ""
+
+
 def test_missing_target_refusal_gives_the_command_that_adds_it(made_repo: Path) -> None:
     refused = make_new_package(made_repo, "jobs", "ecs")
     assert 'make update DATA="-d deploy_targets=[ecs,lambda]"' in refused.stderr
