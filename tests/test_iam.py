@@ -22,10 +22,12 @@ from urllib.parse import parse_qs, urlsplit
 from urllib.request import Request, urlopen
 
 import boto3
+import gha
 import pytest
 import yaml
 from botocore.exceptions import ClientError
 from conftest import boto_credentials, aws_env, copy_template, run
+from gitrepo import commit_all
 from venv_tarballs import venv_tarball
 
 BUCKET = "iam-artifacts"
@@ -573,13 +575,19 @@ def ecr_resources_widened(document: dict) -> dict:
 
 
 def tag_free(
-    repo: Path, creds: dict[str, str], path: str, repository: str, tag: str, tmp_path: Path
+    repo: Path,
+    creds: dict[str, str],
+    path: str,
+    repository: str,
+    tag: str,
+    tmp_path: Path,
+    *inputs: str,
 ) -> tuple[subprocess.CompletedProcess[str], str]:
     """CD's step, as cd.yml runs it: the exit code, and what it wrote to $GITHUB_OUTPUT."""
     output = tmp_path / f"output-{uuid.uuid4().hex[:8]}"
     output.touch()
     env = aws_env(creds, PATH=path, GITHUB_OUTPUT=str(output))
-    cmd = ["bash", "scripts/ecr_tag_free.sh", repository, tag]
+    cmd = ["bash", "scripts/ecr_tag_free.sh", repository, tag, *inputs]
     result = run(cmd, cwd=repo, check=False, env=env)
     return result, output.read_text()
 
@@ -634,3 +642,131 @@ def test_cd_policy_names_the_repositories_cd_pushes(repo: Path) -> None:
     assert runtime == RUNTIME_REPOSITORY and covered(runtime)
     assert covered(LAMBDA_REPOSITORY) and covered("nt_billing")
     assert not covered("other-team-repository") and not covered("ntx_ingestion")
+
+
+# --------------------------------------------------------------------------- Lambda re-release
+
+SUM_A, SUM_B = "a" * 64, "b" * 64
+
+
+@pytest.fixture(scope="module")
+def released_function(ecr) -> str:
+    """nt_ingestion 0.2.0 as CD pushes it: the version tag and its inputs tag on one image."""
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"digest": f"sha256:{'1' * 64}"},
+        }
+    )
+    for tag in ("0.2.0", f"inputs-{SUM_A}"):
+        ecr.put_image(repositoryName=LAMBDA_REPOSITORY, imageManifest=manifest, imageTag=tag)
+    return "0.2.0"
+
+
+def test_a_lambda_re_release_is_compared_by_its_inputs(
+    repo: Path, admin, released_function: str, aws_on_path: str, tmp_path: Path
+) -> None:
+    """Under the shipped CD policy: the same inputs again are a no-op (free=false, exit 0);
+    other inputs under a released version fail the step with the tag and both sums, as
+    upload_all refuses a venv tarball with other bytes; a tag CD pushed before it recorded
+    inputs is left alone, saying it cannot compare; a new version is free."""
+    cd = user_with(admin, ecr_resources_widened(policy(repo, "cd-role-policy.json")))
+    args = (repo, cd, aws_on_path, LAMBDA_REPOSITORY)
+
+    same, output = tag_free(*args, released_function, tmp_path, SUM_A)
+    assert same.returncode == 0 and output == "free=false\n", same.stdout + same.stderr
+    assert f"same inputs (sha256 {SUM_A}): nothing to do" in same.stdout
+
+    other, output = tag_free(*args, released_function, tmp_path, SUM_B)
+    assert other.returncode == 1 and output == "", other.stdout + other.stderr
+    assert other.stdout.strip() == (
+        f"::error::{LAMBDA_REPOSITORY}:0.2.0 was released from other inputs (sha256 {SUM_A}); "
+        f"this build's are sha256 {SUM_B}. Nothing was pushed: bump the version to release a "
+        "change."
+    )
+
+    legacy, output = tag_free(*args, "released", tmp_path, SUM_B)
+    assert legacy.returncode == 0 and output == "free=false\n"
+    assert "cannot compare" in legacy.stdout
+
+    new, output = tag_free(*args, "0.3.0", tmp_path, SUM_B)
+    assert new.returncode == 0 and output == "free=true\n", new.stdout + new.stderr
+
+
+@pytest.fixture(scope="module")
+def locked_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A generated repo with its locks and git history, as CD checks it out."""
+    repo = copy_template(
+        tmp_path_factory.mktemp("cd-lambda") / "repo",
+        tasks=True,
+        artifacts_bucket=BUCKET,
+        python_version="3.12",
+    )
+    commit_all(repo, "generated")
+    return repo
+
+
+def lambda_steps(repo: Path, *names: str) -> dict:
+    """cd.yml with only the Lambda job's steps named (by id), to run as the runner would."""
+    cd = gha.load(repo / ".github" / "workflows" / "cd.yml")
+    job = cd["jobs"]["lambda"]
+    steps = [step for step in job["steps"] if step.get("id") in names]
+    assert [step["id"] for step in steps] == list(names)
+    return {**cd, "jobs": {"lambda": {**job, "steps": steps}}}
+
+
+def test_cd_lambda_job_fails_a_changed_re_release(
+    locked_repo: Path, admin, ecr, aws_on_path: str, monkeypatch, tmp_path: Path
+) -> None:
+    """cd.yml's Lambda steps as a runner runs them (sum the inputs, then the tag check under
+    the CD policy against moto's ECR): a released version re-run from the same tree is a
+    no-op; after its code changed without a version bump, the job fails naming the image tag
+    and both sums. The push itself (docker build --push) is stood in for by put_image with
+    the two tags CD gives it."""
+    repo = locked_repo
+    cd = user_with(admin, ecr_resources_widened(policy(repo, "cd-role-policy.json")))
+    for key, value in aws_env(cd, PATH=aws_on_path).items():
+        monkeypatch.setenv(key, value)
+    expressions = {
+        "vars.ARTIFACTS_BUCKET": "",
+        "vars.ECR_REPOSITORY_PREFIX": "",
+        "env.ECR_REPOSITORY_PREFIX": "",
+        "matrix.package": LAMBDA_REPOSITORY,
+        "matrix.version": "0.1.0",
+        "needs.plan.outputs.uv": "0.13.8",
+        "needs.plan.outputs.python": "3.12",
+    }
+
+    def sum_inputs() -> str:
+        results, outputs = gha.run_job(repo, lambda_steps(repo, "inputs"), "lambda", expressions)
+        assert [r.returncode for r in results] == [0], gha.describe(results)
+        return outputs["sha256"]
+
+    def check_tag(inputs: str):
+        step = {**expressions, "steps.inputs.outputs.sha256": inputs}
+        return gha.run_job(repo, lambda_steps(repo, "tag"), "lambda", step)
+
+    released = sum_inputs()
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"digest": f"sha256:{'2' * 64}"},
+        }
+    )
+    for tag in ("0.1.0", f"inputs-{released}"):
+        ecr.put_image(repositoryName=LAMBDA_REPOSITORY, imageManifest=manifest, imageTag=tag)
+
+    (again,), outputs = check_tag(sum_inputs())
+    assert again.returncode == 0 and outputs == {"free": "false"}, again.output
+
+    handler = repo / "src" / LAMBDA_REPOSITORY / LAMBDA_REPOSITORY / "handler.py"
+    handler.write_text(handler.read_text() + "\n# changed without a version bump\n")
+    commit_all(repo, "change the function, keep 0.1.0")
+    changed = sum_inputs()
+    assert changed != released
+    (refused,), outputs = check_tag(changed)
+    assert refused.returncode == 1 and outputs == {}, refused.output
+    assert f"::error::{LAMBDA_REPOSITORY}:0.1.0 was released from other inputs" in refused.output
+    assert released in refused.output and changed in refused.output
