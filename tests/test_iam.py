@@ -26,7 +26,7 @@ import gha
 import pytest
 import yaml
 from botocore.exceptions import ClientError
-from conftest import boto_credentials, aws_env, copy_template, run
+from conftest import aws_env, boto_credentials, copy_template, run
 from gitrepo import commit_all
 from venv_tarballs import venv_tarball
 

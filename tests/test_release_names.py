@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from conftest import MOTO_CREDENTIALS, aws_env, copy_template, new_bucket, run, s3_client
+from conftest import (
+    MOTO_CREDENTIALS,
+    aws_env,
+    copy_template,
+    new_bucket,
+    run,
+    s3_client,
+)
 from venv_tarballs import sha256, venv_tarball
 
 PKG = "nt_api"
