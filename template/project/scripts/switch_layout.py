@@ -339,13 +339,27 @@ def main(argv: list[str] | None = None) -> int:
         ignore_stop_signals()
         # Back to exactly the commit the command started from: tracked files reset, files it
         # created removed (ignored ones, such as .venv folders, are left alone).
-        subprocess.run(["git", "reset", "--quiet", "--hard", start], cwd=ROOT, check=False)
-        subprocess.run(["git", "clean", "--quiet", "-fd"], cwd=ROOT, check=False)
+        restore = [["git", "reset", "--quiet", "--hard", start], ["git", "clean", "--quiet", "-fd"]]
+        problems = []
+        for cmd in restore:
+            done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                problems.append(done.stderr.strip())
         reason = "stopped by Ctrl-C" if isinstance(failure, KeyboardInterrupt) else failure
-        print(
-            f"\nswitch-layout: {reason}\nThe repo is back at {start[:12]}, as before the command.",
-            file=sys.stderr,
-        )
+        if problems:
+            # Say so rather than claim a restore: a git killed mid-command can leave a lock.
+            print(
+                f"\nswitch-layout: {reason}\nRestoring the repo failed: {' '.join(problems)}\n"
+                f"Once no git command is running, remove .git/index.lock if it is there and run "
+                f"`git reset --hard {start[:12]} && git clean -fd`.",
+                file=sys.stderr,
+            )
+        else:
+            print(
+                f"\nswitch-layout: {reason}\n"
+                f"The repo is back at {start[:12]}, as before the command.",
+                file=sys.stderr,
+            )
         if isinstance(failure, Stopped):
             return 128 + failure.signum
         return 130 if isinstance(failure, KeyboardInterrupt) else 1
