@@ -392,6 +392,10 @@ def test_every_ecs_job_gets_its_own_task_policy(two_jobs: Path) -> None:
     """scripts/iam_policy.py finds the jobs on the filesystem: the added one has a policy at
     once; a library is refused with the list of jobs."""
     assert task_policy(two_jobs, OTHER) != task_policy(two_jobs, PKG)
+    # The bucket CI uses when the repository variable ARTIFACTS_BUCKET overrides the answer.
+    cmd = [sys.executable, "scripts/iam_policy.py", "task-role", PKG, "--bucket", "other"]
+    elsewhere = json.loads(run(cmd, cwd=two_jobs).stdout)
+    assert json.dumps(elsewhere) == json.dumps(task_policy(two_jobs, PKG)).replace(BUCKET, "other")
     cmd = [sys.executable, "scripts/iam_policy.py", "task-role", "nt_common"]
     refused = run(cmd, cwd=two_jobs, check=False)
     assert refused.returncode == 2 and not refused.stdout
