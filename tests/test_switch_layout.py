@@ -358,3 +358,78 @@ def test_layouts_differ_in_a_package_pyproject_only_by_its_sources(render) -> No
         assert without_local_sources((shared / relative).read_text()) == without_local_sources(
             (independent / relative).read_text()
         )
+
+
+def session_processes(session: int) -> list[str]:
+    """Commands of the processes still running in a session (the switch's whole tree)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # gone meanwhile
+            continue
+        # pid (comm) state ppid pgrp session ...: comm may hold spaces, so split after it.
+        fields = text.rsplit(")", 1)[1].split()
+        if int(fields[3]) == session:
+            found.append(text.split(" ", 1)[1].rsplit(")", 1)[0].lstrip("("))
+    return found
+
+
+@pytest.mark.parametrize(
+    ("name", "to_group"),
+    [("SIGTERM", False), ("SIGHUP", True)],
+    ids=["sigterm-to-make", "sighup-to-the-terminal-group"],
+)
+def test_a_stopped_switch_restores_the_tree(
+    fresh_repo: Path, tmp_path: Path, name: str, to_group: bool
+) -> None:
+    """Stopped after its first checkpoint commit, with Copier mid-run: SIGTERM sent to `make`
+    (as `kill` or a CI runner does; make passes it on), or SIGHUP sent to the whole process
+    group (as a closing terminal does). The repo is back at its starting commit, clean and
+    byte for byte as before, and no temporary folder is left in TMPDIR."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    head = git(fresh_repo, "rev-parse", "HEAD")
+    before = tree_snapshot(fresh_repo)
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    proc = subprocess.Popen(
+        ["make", "switch-layout", "LAYOUT=independent"],
+        cwd=fresh_repo,
+        env={**os.environ, "TMPDIR": str(tmpdir)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    # Polled, not hooked: the first checkpoint is a real commit on top of the starting one.
+    deadline = time.monotonic() + 180
+    while git(fresh_repo, "log", "-1", "--format=%s") != "switch-layout: .copier-answers.yml":
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no checkpoint commit within 180 s"
+        time.sleep(0.05)
+    assert git(fresh_repo, "rev-parse", "HEAD~1") == head
+    sig = getattr(signal, name)
+    if to_group:
+        os.killpg(proc.pid, sig)
+    else:
+        proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=120)
+    # make may exit before the script has finished restoring: wait for the whole tree.
+    deadline = time.monotonic() + 60
+    while left := session_processes(proc.pid):
+        assert time.monotonic() < deadline, f"still running: {left}"
+        time.sleep(0.1)
+    assert proc.returncode != 0
+    assert f"switch-layout: stopped by {name}" in stderr, stdout + stderr
+    assert "back at" in stderr
+    assert git(fresh_repo, "rev-parse", "HEAD") == head
+    assert git(fresh_repo, "status", "--porcelain") == ""
+    assert tree_snapshot(fresh_repo) == before
+    assert layout_of(fresh_repo) == "shared"
+    # uv keeps a lock file of its own there for the `uv run` make starts, after any run.
+    left = [p.name for p in tmpdir.iterdir() if not re.fullmatch(r"uv-[0-9a-f]+\.lock", p.name)]
+    assert left == []

@@ -48,7 +48,8 @@ def test_missing_target_is_refused_then_added_with_make_update(lambda_only_repo:
         "docker/Dockerfile.venv",
         "docker/Dockerfile.runtime",
         "scripts/upload_all.py",
-        "deploy/iam/ecs-task-role-policy.json",
+        "deploy/iam/artifacts-bucket-policy.json",
+        "scripts/iam_policy.py",
         "src/nt_api/nt_api/job.py",
     ):
         assert (repo / path).is_file(), path

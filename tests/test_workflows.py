@@ -263,7 +263,7 @@ def _target_present(text: str, name: str, combo: tuple) -> bool:
     targets = TARGETS[combo[1]]
     if name in ("docker/Dockerfile.venv", "docker/Dockerfile.runtime", "scripts/upload_all.py"):
         return "ecs" in targets
-    if name == "docker/Dockerfile.lambda":
+    if name in ("docker/Dockerfile.lambda", "scripts/image_inputs.py"):
         return "lambda" in targets
     return True
 

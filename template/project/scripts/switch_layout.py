@@ -19,8 +19,11 @@ With a committed work tree, this:
 5. commits the result as one commit.
 
 Refused, with nothing changed: an unknown layout, the layout the repo already has, or
-uncommitted changes. If any step fails (a lock uv cannot make, a conflict with your edits),
-the work tree is reset to the commit it started from and the reason is printed.
+uncommitted changes. If any step fails (a lock uv cannot make, a conflict with your edits), or
+the command is stopped (Ctrl-C, SIGTERM, a closed terminal's SIGHUP), the work tree is reset to
+the commit it started from and the reason is printed. Temporary files (its own, and those of
+the Copier and uv runs it starts) live in one `switch-layout.*` folder under $TMPDIR, removed
+on the way out.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ import argparse
 import os
 import re
 import shlex
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -56,6 +61,28 @@ class Refused(Exception):
 
 class Failed(Exception):
     """Something was touched: the caller resets the tree."""
+
+
+class Stopped(Exception):
+    """A stop signal arrived mid-switch: handled as Ctrl-C is (the tree is reset)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+# Ctrl-C arrives as KeyboardInterrupt; these end a process without unwinding it unless handled.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def _stop(signum: int, _frame: object) -> None:
+    raise Stopped(signum)
+
+
+def ignore_stop_signals() -> None:
+    """While the tree is being restored, a second signal must not cut the restore short."""
+    for sig in (*STOP_SIGNALS, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def git(*args: str) -> str:
@@ -298,20 +325,48 @@ def main(argv: list[str] | None = None) -> int:
     except (Refused, Failed, copier_answers.Refused) as refusal:
         print(f"switch-layout: {refusal}. Nothing was changed.", file=sys.stderr)
         return 2
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _stop)
+    scratch: Path | None = None
     try:
+        # Copier and uv runs inherit TMPDIR: whatever a stopped run leaves goes with the folder.
+        scratch = Path(tempfile.mkdtemp(prefix="switch-layout."))
+        os.environ["TMPDIR"] = tempfile.tempdir = str(scratch)
         switch(args.layout, old, copier)
         git("reset", "--soft", start)
         git("commit", "--quiet", "--message", f"Switch to the {args.layout} workspace layout")
-    except (Failed, copier_answers.Refused, KeyboardInterrupt) as failure:
+    except (Failed, copier_answers.Refused, KeyboardInterrupt, Stopped) as failure:
+        ignore_stop_signals()
         # Back to exactly the commit the command started from: tracked files reset, files it
         # created removed (ignored ones, such as .venv folders, are left alone).
-        subprocess.run(["git", "reset", "--quiet", "--hard", start], cwd=ROOT, check=False)
-        subprocess.run(["git", "clean", "--quiet", "-fd"], cwd=ROOT, check=False)
-        print(
-            f"\nswitch-layout: {failure}\nThe repo is back at {start[:12]}, as before the command.",
-            file=sys.stderr,
-        )
-        return 1
+        restore = [["git", "reset", "--quiet", "--hard", start], ["git", "clean", "--quiet", "-fd"]]
+        problems = []
+        for cmd in restore:
+            done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                problems.append(done.stderr.strip())
+        reason = "stopped by Ctrl-C" if isinstance(failure, KeyboardInterrupt) else failure
+        if problems:
+            # Say so rather than claim a restore: a git killed mid-command can leave a lock.
+            print(
+                f"\nswitch-layout: {reason}\nRestoring the repo failed: {' '.join(problems)}\n"
+                f"Once no git command is running, remove .git/index.lock if it is there and run "
+                f"`git reset --hard {start[:12]} && git clean -fd`.",
+                file=sys.stderr,
+            )
+        else:
+            print(
+                f"\nswitch-layout: {reason}\n"
+                f"The repo is back at {start[:12]}, as before the command.",
+                file=sys.stderr,
+            )
+        if isinstance(failure, Stopped):
+            return 128 + failure.signum
+        return 130 if isinstance(failure, KeyboardInterrupt) else 1
+    finally:
+        ignore_stop_signals()
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
     commit = git("rev-parse", "--short", "HEAD").strip()
     print(f"switch-layout: now in the {args.layout} layout, committed as one commit ({commit}).")
     return 0
