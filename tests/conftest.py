@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from copier import run_copy
 from gitrepo import commit_all
+from plumbum import local
 
 TEMPLATE = Path(__file__).resolve().parents[1]
 
@@ -37,6 +38,11 @@ for _key, _value in {
     "GIT_COMMITTER_EMAIL": "tests@copier-uv-monorepo.invalid",
 }.items():
     os.environ.setdefault(_key, _value)
+# Copier starts its tasks (git init, uv lock, the first commit) with plumbum's environment, a
+# copy of os.environ taken when plumbum was first imported (by pytest-copie's plugin, before
+# this file ran): bring that copy in line, or the tasks miss the settings above.
+local.env.clear()
+local.env.update(os.environ)
 
 
 @pytest.fixture(autouse=True, scope="session")
