@@ -45,7 +45,7 @@ def uv_version() -> str:
     path = ROOT / UV_PIN
     lines = path.read_text().splitlines() if path.exists() else []
     line = next((line.strip() for line in lines if re.match(r"uv[=<>~!]", line)), "")
-    match = re.fullmatch(r"uv==(\d+\.\d+\.\d+)", line)
+    match = re.fullmatch(r"uv==(\d+\.\d+\.\d+)(?:\s+#.*)?", line)
     if not match:
         found = repr(line) if line else "no `uv==` line" if path.exists() else "missing"
         fail(
