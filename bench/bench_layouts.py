@@ -118,8 +118,9 @@ def main() -> int:
         copier("copy", "--trust", "--defaults", "--quiet", "--vcs-ref", "HEAD",
                "-d", f"python_version={PYTHON}", "-d", "lambda_architecture=x86_64",
                str(ROOT), str(repo), cwd=work)
+        # Generation commits when git has an identity; this covers a copy that only staged.
         sh("git", "add", "-A", cwd=repo)
-        sh("git", "commit", "--quiet", "-m", "generated", cwd=repo)
+        sh("git", "commit", "--quiet", "--allow-empty", "-m", "generated", cwd=repo)
         copier("copy", "--trust", "--defaults", "--quiet", "--vcs-ref", "HEAD",
                "-d", "template_kind=package", "-d", "package_name=analytics", "-d", "package_type=ecs",
                str(ROOT), str(repo), cwd=work)

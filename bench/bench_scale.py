@@ -52,7 +52,8 @@ def timed(*cmd: str, cwd: Path) -> tuple[float, str]:
 
 def commit(repo: Path, message: str) -> None:
     sh("git", "add", "-A", cwd=repo)
-    sh("git", "commit", "--quiet", "--no-verify", "-m", message, cwd=repo)
+    # --allow-empty: right after generation its own first commit may hold everything already.
+    sh("git", "commit", "--quiet", "--no-verify", "--allow-empty", "-m", message, cwd=repo)
 
 
 def clone_package(repo: Path, source: str, name: str) -> None:

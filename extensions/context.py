@@ -11,10 +11,11 @@ from typing import Any
 
 from copier_template_extensions import ContextHook
 
-# The one place the template pins uv. A generated repo holds it once too, as its root
-# pyproject.toml's `[tool.uv] required-version` (setup-uv reads it there; make and CD pass it to
-# the Dockerfiles, whose UV_VERSION default must match), and the uv_build backend is held to
-# the same minor series.
+# The one place the template pins uv. A generated repo uses it twice, for two audiences:
+# people get a floor (`[tool.uv] required-version = ">=X"`), so a uv installed later still runs
+# every command; machines get one exact uv, written once in `.github/uv/requirements.txt`
+# (setup-uv's version-file; make and CD pass it to the Dockerfiles, whose UV_VERSION default
+# must match; Dependabot moves it). The uv_build backend is held to the same minor series.
 UV_VERSION = "0.13.8"
 UV_MINOR = ".".join(UV_VERSION.split(".")[:2])
 UV_NEXT_MINOR = f"0.{int(UV_VERSION.split('.')[1]) + 1}"
@@ -79,6 +80,7 @@ class MonorepoContext(ContextHook):
             python_floor=f">={python}",
             ruff_target=f"py{python.replace('.', '')}",
             uv_version=UV_VERSION,
+            uv_floor=f">={UV_VERSION}",
             copier_version=COPIER_VERSION,
             copier_extensions_version=COPIER_EXTENSIONS_VERSION,
             uv_build_requirement=f"uv_build>={UV_MINOR}.0,<{UV_NEXT_MINOR}",

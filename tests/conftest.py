@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import uv_index
 from copier import run_copy
 from gitrepo import commit_all
+from plumbum import local
 
 TEMPLATE = Path(__file__).resolve().parents[1]
 
@@ -37,6 +39,11 @@ for _key, _value in {
     "GIT_COMMITTER_EMAIL": "tests@copier-uv-monorepo.invalid",
 }.items():
     os.environ.setdefault(_key, _value)
+# Copier starts its tasks (git init, uv lock, the first commit) with plumbum's environment, a
+# copy of os.environ taken when plumbum was first imported (by pytest-copie's plugin, before
+# this file ran): bring that copy in line, or the tasks miss the settings above.
+local.env.clear()
+local.env.update(os.environ)
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -112,6 +119,21 @@ def make_project(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path
         return cache[key]
 
     return _make
+
+
+@pytest.fixture(scope="session")
+def uv_from_index() -> Callable[[str], uv_index.Release]:
+    """uv as people have it: `uv_from_index("uv")` is the newest release on the package index,
+    `uv_from_index("uv<0.13.8")` the newest below a version; each installed once per machine
+    beside the global uv (never over it), with an environment that puts it first on PATH."""
+    releases: dict[str, uv_index.Release] = {}
+
+    def _release(requirement: str) -> uv_index.Release:
+        if requirement not in releases:
+            releases[requirement] = uv_index.release(requirement)
+        return releases[requirement]
+
+    return _release
 
 
 def tree_snapshot(root: Path) -> dict[str, bytes]:

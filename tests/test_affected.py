@@ -53,7 +53,13 @@ def test_a_change_in_common_affects_it_and_every_dependent(project: tuple[Path, 
 
 @pytest.mark.parametrize(
     "path",
-    ["uv.lock", "pyproject.toml", "docker/Dockerfile.venv", ".github/workflows/ci.yml"],
+    [
+        "uv.lock",
+        "pyproject.toml",
+        "docker/Dockerfile.venv",
+        ".github/workflows/ci.yml",
+        ".github/uv/requirements.txt",
+    ],
 )
 def test_a_repository_wide_change_affects_everything(project: tuple[Path, str], path: str) -> None:
     repo, base = project

@@ -2,7 +2,8 @@
 
 The generated repo's release script has its own uv lock (made by uv at generation, kept
 current by `make lock`), CD runs it with `--locked`, BuildKit is a pinned image, and uv is
-pinned once, in the root pyproject.toml, for setup-uv and every image build alike.
+pinned exactly once, in `.github/uv/requirements.txt`, for setup-uv and every image build
+alike (people get a floor in the root pyproject.toml instead).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from conftest import run
 pytestmark = pytest.mark.slow
 
 SCRIPT = "scripts/upload_all.py"
+UV_PIN = ".github/uv/requirements.txt"
 
 
 @pytest.fixture(scope="module")
@@ -79,12 +81,16 @@ def test_release_script_is_locked_and_the_lock_checked(repo: Path) -> None:
 
 
 def test_uv_is_pinned_in_one_place(repo: Path) -> None:
-    """The template's uv pin reaches the generated repo once, as `[tool.uv] required-version`;
-    only the Dockerfiles' ARG defaults repeat it (checked by scripts/pins.py) and the README
-    names it. setup-uv reads that file, and every image build in CD gets the version from it."""
+    """The template's uv pin reaches the generated repo as one exact pin, in
+    `.github/uv/requirements.txt`, and as the floor people need, `[tool.uv] required-version`;
+    only the Dockerfiles' ARG defaults repeat the pin (checked by scripts/pins.py) and the
+    README names it. setup-uv reads that file, and every image build in CD gets the version
+    from it."""
     uv = builder.template_uv_version()
     root = tomllib.loads((repo / "pyproject.toml").read_text())
-    assert root["tool"]["uv"]["required-version"] == f"=={uv}"
+    assert root["tool"]["uv"]["required-version"] == f">={uv}"
+    pin = (repo / UV_PIN).read_text().splitlines()
+    assert [line for line in pin if not line.startswith("#")] == [f"uv=={uv}"]
     mentions = {
         str(path.relative_to(repo))
         for path in repo.rglob("*")
@@ -92,7 +98,7 @@ def test_uv_is_pinned_in_one_place(repo: Path) -> None:
         and uv in path.read_text(errors="replace")
     }
     dockerfiles = {str(p.relative_to(repo)) for p in (repo / "docker").glob("Dockerfile.*")}
-    assert mentions == {"pyproject.toml", "README.md", *dockerfiles}
+    assert mentions == {"pyproject.toml", UV_PIN, "README.md", *dockerfiles}
     for name in dockerfiles:
         lines = [line for line in (repo / name).read_text().splitlines() if uv in line]
         assert lines == [f"ARG UV_VERSION={uv}"], name
@@ -106,7 +112,7 @@ def test_uv_is_pinned_in_one_place(repo: Path) -> None:
     for name, job in credentialed_jobs(repo).items():
         for step in job["steps"]:
             if "setup-uv" in step.get("uses", ""):
-                assert step["with"] == {"version-file": "pyproject.toml", "enable-cache": False}
+                assert step["with"] == {"version-file": UV_PIN, "enable-cache": False}
             if "docker build" in step.get("run", ""):
                 builds += 1
                 assert step["env"]["UV_VERSION"] == "${{ needs.plan.outputs.uv }}", name

@@ -1,6 +1,7 @@
 """One uv version and one Python version in a generated repo, every supported Python rendered.
 
-uv's one place is the root pyproject.toml's `[tool.uv] required-version`, Python's is
+The exact uv of CI and the images lives in `.github/uv/requirements.txt` (people get a floor,
+the root pyproject.toml's `[tool.uv] required-version`), Python's one place is
 `.python-version`. setup-uv, `make` and CD read them there; the Dockerfiles only repeat them as
 ARG defaults, which `scripts/pins.py check` (CI's lock check, `make lock-check`) holds in step.
 """
@@ -22,11 +23,20 @@ from test_workflows import lint, tool, workflow_files
 
 PYTHONS = yaml.safe_load((TEMPLATE / "copier.yml").read_text())["python_version"]["choices"]
 UV = builder.template_uv_version()
+UV_PIN = ".github/uv/requirements.txt"
 BUILD_TARGETS = ["venv", "runtime-image", "lambda-image"]
 RUNTIME_COMPILE = (
     "uv pip compile --universal --python-version {python} --generate-hashes"
     " docker/runtime/requirements.in -o docker/runtime/requirements.txt"
 )
+
+
+def setup_uv_version(version_file: Path) -> str:
+    """What setup-uv (v6.4.3, src/version/requirements-file.ts) installs for a `.txt`
+    version-file: the first line starting `uv` and a comparison, an exact `==` stripped."""
+    lines = version_file.read_text().split("\n")
+    line = next(line for line in lines if re.match(r"^uv[=<>~!]", line))
+    return re.match(r"^uv([=<>~!]+\S*)", line)[1].strip().removeprefix("==")
 
 
 def arg_defaults(dockerfile: Path) -> dict[str, str]:
@@ -59,14 +69,17 @@ def test_every_python_renders_its_own_images(render, python: str, arch: str) -> 
     defaults, and the Lambda wheels follow the runtime's glibc (Amazon Linux 2 for 3.11)."""
     repo = render(python_version=python, lambda_architecture=arch, ecs_architecture=arch)
     assert (repo / ".python-version").read_text().strip() == python
-    uv = tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["uv"]["required-version"]
+    uv = setup_uv_version(repo / UV_PIN)
+    assert uv == UV
+    floor = tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["uv"]["required-version"]
+    assert floor == f">={UV}"
     suffix = "-arm64" if arch == "arm64" else ""
     docker = repo / "docker"
     for name in ("Dockerfile.venv", "Dockerfile.runtime", "Dockerfile.lambda"):
         defaults = arg_defaults(docker / name)
-        assert (defaults["PYTHON_VERSION"], f"=={defaults['UV_VERSION']}") == (python, uv), name
+        assert (defaults["PYTHON_VERSION"], defaults["UV_VERSION"]) == (python, uv), name
         images = base_images(docker / name)
-        assert images[0] == f"ghcr.io/astral-sh/uv:{uv.removeprefix('==')}", name
+        assert images[0] == f"ghcr.io/astral-sh/uv:{uv}", name
         assert images[1] == f"python:{python}-slim-bookworm", name
     assert base_images(docker / "Dockerfile.runtime")[2] == f"python:{python}-slim-bookworm"
     assert base_images(docker / "Dockerfile.lambda")[2] == (
@@ -109,23 +122,23 @@ def make_dry_run(repo: Path) -> list[str]:
 
 
 def setup_uv_versions(repo: Path) -> set[str]:
-    """What every setup-uv step in CI and CD installs, read the way setup-uv reads its
-    version-file: `[tool.uv] required-version`, an exact `==` pin stripped to the version."""
+    """What every setup-uv step in CI, CD and the template-update check installs, read the
+    way setup-uv reads its version-file."""
     found = set()
-    for name in ("ci.yml", "cd.yml"):
+    for name in ("ci.yml", "cd.yml", "template-update.yml"):
         for job in gha.load(repo / ".github" / "workflows" / name)["jobs"].values():
             for step in job["steps"]:
                 if "setup-uv" in step.get("uses", ""):
-                    config = tomllib.loads((repo / step["with"]["version-file"]).read_text())
-                    found.add(config["tool"]["uv"]["required-version"].removeprefix("=="))
+                    found.add(setup_uv_version(repo / step["with"]["version-file"]))
     return found
 
 
 @pytest.mark.slow
 def test_changing_the_one_place_is_enough(make_project) -> None:
     """A new uv or Python version, written in its one place, reaches setup-uv, every `make`
-    build and CD's build arguments; a Dockerfile default edited alone fails the lock check
-    (CI's and make's), and `scripts/pins.py sync` brings the defaults back in step."""
+    build and CD's build arguments (as a Dependabot PR moving CI's uv would); a Dockerfile
+    default edited alone, or a pin below the floor, fails the lock check (CI's and make's), and
+    `scripts/pins.py sync` brings the defaults back in step."""
     repo = make_project(fresh=True, python_version="3.11", deploy_targets=["ecs", "lambda"])
     builds = make_dry_run(repo)
     assert len(builds) == 3 and all(
@@ -133,9 +146,9 @@ def test_changing_the_one_place_is_enough(make_project) -> None:
     ), builds
     run([sys.executable, "scripts/ci.py", "lock-check"], cwd=repo)
 
-    pyproject, python = repo / "pyproject.toml", repo / ".python-version"
-    original = pyproject.read_text()
-    pyproject.write_text(original.replace(f'"=={UV}"', '"==0.99.1"'))
+    pin, python = repo / UV_PIN, repo / ".python-version"
+    original = pin.read_text()
+    pin.write_text(original.replace(f"uv=={UV}\n", "uv==0.99.1\n"))
     python.write_text("3.12\n")
     builds = make_dry_run(repo)
     assert len(builds) == 3 and all(
@@ -155,8 +168,16 @@ def test_changing_the_one_place_is_enough(make_project) -> None:
         defaults = arg_defaults(repo / "docker" / f"Dockerfile.{name}")
         assert (defaults["UV_VERSION"], defaults["PYTHON_VERSION"]) == ("0.99.1", "3.12")
 
+    # A pin below the floor people get: CI's own uv would refuse to run, so the check says so.
+    pin.write_text(original.replace(f"uv=={UV}\n", "uv==0.0.1\n"))
+    below = run([sys.executable, "scripts/pins.py", "check"], cwd=repo, check=False)
+    assert below.returncode != 0
+    assert f"{UV_PIN} pins uv 0.0.1, below pyproject.toml's [tool.uv] required-version" in (
+        below.stderr
+    ), below.stderr
+
     # Back to the uv this machine runs, then a Dockerfile default edited on its own.
-    pyproject.write_text(original)
+    pin.write_text(original)
     run([sys.executable, "scripts/pins.py", "sync"], cwd=repo)
     run([sys.executable, "scripts/ci.py", "lock-check"], cwd=repo)
     run(["make", "lock-check"], cwd=repo)

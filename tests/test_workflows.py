@@ -170,9 +170,8 @@ def test_uv_setup_caches_per_package_except_in_releases(renders: dict) -> None:
                     assert settings["enable-cache"] is True, name
                 else:
                     assert settings["enable-cache"] is False, (path.name, name)
-                # uv's one place: the root pyproject.toml's [tool.uv] required-version.
-                if path.name != "template-update.yml":
-                    assert settings["version-file"] == "pyproject.toml", (path.name, name)
+                # One exact uv for every machine, written once (people get a floor instead).
+                assert settings["version-file"] == ".github/uv/requirements.txt", (path.name, name)
                 assert "version" not in settings, (path.name, name)
     ci = gha.load(repo / ".github" / "workflows" / "ci.yml")
     test_uv = next(s for s in ci["jobs"]["test"]["steps"] if "setup-uv" in s.get("uses", ""))
@@ -313,24 +312,28 @@ def test_other_answers_leave_the_workflows_alone(renders: dict, tmp_path: Path) 
 
 @pytest.mark.parametrize("combo", COMBOS, ids=COMBO_IDS)
 def test_dependabot_keeps_the_pins_current(renders: dict, combo: tuple) -> None:
-    """Valid against Dependabot's schema; every lock, Dockerfile folder and the runtime
-    requirements covered, found by globs (a new package needs no edit); grouped, with the
-    cooldown, so a week brings a handful of PRs."""
+    """Valid against Dependabot's schema; every lock, Dockerfile folder, the runtime
+    requirements and CI's exact uv covered, found by globs (a new package needs no edit);
+    grouped, with the cooldown, so a week brings a handful of PRs."""
     # zizmor (above) also audits this file: a missing cooldown is a finding.
     repo = renders[combo]
     config = repo / ".github" / "dependabot.yml"
     result = lint(tool("check-jsonschema"), "--builtin-schema", "vendor.dependabot", str(config))
     assert result.returncode == 0, result.stdout + result.stderr
     updates = yaml.safe_load(config.read_text())["updates"]
-    covered = {u["package-ecosystem"]: u.get("directories", [u.get("directory")]) for u in updates}
+    covered: dict[str, list[str]] = {}
+    for u in updates:
+        folders = u.get("directories", [u.get("directory")])
+        covered.setdefault(u["package-ecosystem"], []).extend(folders)
     layout, targets = combo[0], TARGETS[combo[1]]
     expected = {
         "github-actions": ["/"],
         "uv": ["/"] if layout == "shared" else ["/", "/src/*"],
+        "pip": ["/.github/uv"],
         "docker": ["/docker"],
     }
     if "ecs" in targets:
-        expected["pip"] = ["/docker/runtime"]
+        expected["pip"] = ["/docker/runtime", "/.github/uv"]
     assert covered == expected
     # What those entries point at exists: every uv project (the independent layout's
     # packages through the glob), the Dockerfiles, the compiled requirements.
@@ -339,6 +342,7 @@ def test_dependabot_keeps_the_pins_current(renders: dict, combo: tuple) -> None:
             assert (package / "pyproject.toml").is_file()
             assert Path(f"/src/{package.name}").match("/src/*")
     assert sorted((repo / "docker").glob("Dockerfile.*"))
+    assert [path.name for path in (repo / ".github/uv").iterdir()] == ["requirements.txt"]
     if "ecs" in targets:
         header = (repo / "docker/runtime/requirements.txt").read_text().splitlines()[1]
         assert "uv pip compile" in header and "docker/runtime/requirements.in" in header

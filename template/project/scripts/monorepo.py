@@ -24,12 +24,13 @@ except ModuleNotFoundError:  # Python 3.10: the scripts declare requires-python 
 ROOT = Path(__file__).resolve().parent.parent
 
 # Paths (files, or folders ending in "/") whose change can alter every package's build or
-# test run: the workspace definition, the shared lock, the interpreter pin, the images and
-# the CI itself.
+# test run: the workspace definition, the shared lock, the interpreter and uv pins, the images
+# and the CI itself.
 GLOBAL_PATHS = (
     "pyproject.toml",
     "uv.lock",
     ".python-version",
+    ".github/uv/",
     ".dockerignore",
     "docker/",
     ".github/workflows/",

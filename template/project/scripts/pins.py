@@ -9,7 +9,8 @@
     uv run scripts/pins.py sync              set the Dockerfile defaults from the one places
     uv run scripts/pins.py runtime-requirements    re-pin docker/runtime/requirements.txt
 
-uv: the root pyproject.toml's `[tool.uv] required-version` (exact, `==X.Y.Z`). Python:
+uv: `.github/uv/requirements.txt` (`uv==X.Y.Z`, the one uv CI and the images use; people
+may run any uv at or above the root pyproject.toml's `[tool.uv] required-version`). Python:
 `.python-version` (`3.X`). Each Dockerfile repeats them as `ARG` defaults so that a plain
 `docker build` works; `check` fails when one of those defaults differs, `sync` rewrites them.
 """
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import NoReturn
 
 ROOT = Path(__file__).resolve().parents[1]
+UV_PIN = Path(".github/uv/requirements.txt")
 RUNTIME_REQUIREMENTS = Path("docker/runtime/requirements.txt")
 ARG_LINE = re.compile(r"^ARG (UV_VERSION|PYTHON_VERSION)=(\S*)[ \t]*$", re.MULTILINE)
 
@@ -38,15 +40,37 @@ def fail(message: str) -> NoReturn:
 
 
 def uv_version() -> str:
-    settings = tomllib.loads((ROOT / "pyproject.toml").read_text()).get("tool", {}).get("uv", {})
-    required = str(settings.get("required-version", ""))
-    match = re.fullmatch(r"==\s*(\d+\.\d+\.\d+)", required.strip())
+    """The exact uv of CI and the images, found the way setup-uv's version-file finds it: the
+    first line starting with `uv` and a comparison."""
+    path = ROOT / UV_PIN
+    lines = path.read_text().splitlines() if path.exists() else []
+    line = next((line.strip() for line in lines if re.match(r"uv[=<>~!]", line)), "")
+    match = re.fullmatch(r"uv==(\d+\.\d+\.\d+)(?:\s+#.*)?", line)
     if not match:
+        found = repr(line) if line else "no `uv==` line" if path.exists() else "missing"
         fail(
-            f"pyproject.toml: [tool.uv] required-version is {required!r}; it must name one uv"
-            ' version, as "==X.Y.Z": CI and the images install exactly that one'
+            f"{UV_PIN}: {found}; it must hold one line `uv==X.Y.Z`: CI and the images install"
+            " exactly that uv"
         )
     return match[1]
+
+
+def release(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
+def floor_problems() -> list[str]:
+    """The exact uv must satisfy the floor people get, or CI's own uv refuses to run."""
+    settings = tomllib.loads((ROOT / "pyproject.toml").read_text()).get("tool", {}).get("uv", {})
+    required = str(settings.get("required-version", ""))
+    pinned = uv_version()
+    floors = re.findall(r">=\s*(\d+(?:\.\d+)*)", required)
+    return [
+        f"{UV_PIN} pins uv {pinned}, below pyproject.toml's [tool.uv] required-version"
+        f" {required!r}: move the pin to {floor} or later"
+        for floor in floors
+        if release(pinned) < release(floor)
+    ]
 
 
 def python_version() -> str:
@@ -69,7 +93,7 @@ def dockerfile_drift() -> list[str]:
     """One message per Dockerfile ARG default that differs from its one place."""
     wanted = versions()
     source = {
-        "UV_VERSION": "pyproject.toml's [tool.uv] required-version",
+        "UV_VERSION": str(UV_PIN),
         "PYTHON_VERSION": ".python-version",
     }
     problems = []
@@ -139,11 +163,11 @@ def runtime_requirements_drift() -> list[str]:
 
 
 def check() -> int:
-    problems = dockerfile_drift() + runtime_requirements_drift()
+    problems = floor_problems() + dockerfile_drift() + runtime_requirements_drift()
     for problem in problems:
         print(f"pins: {problem}", file=sys.stderr)
     if not problems:
-        print("pins: Dockerfile defaults and docker/runtime/requirements.txt are current")
+        print("pins: uv pin, Dockerfile defaults and docker/runtime/requirements.txt are current")
     return 1 if problems else 0
 
 
