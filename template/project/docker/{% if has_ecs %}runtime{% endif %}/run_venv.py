@@ -348,7 +348,7 @@ class MemberFilter:
         if name == EXTRACTED_MARK:
             raise Refused(f"member {name!r} has the name of run_venv's own mark")
         if name in self.kinds or (name in self.implicit and not member.isdir()):
-            raise Refused(f"member {name!r} appears twice: the second would write through the first")
+            raise Refused(f"member {name!r} appears twice: the second would write through it")
         parts = name.split("/")
         for depth in range(1, len(parts)):
             parent = "/".join(parts[:depth])
@@ -373,8 +373,7 @@ class MemberFilter:
             target = _normalized(member.linkname, f"hard link {name!r} to")
             if self.kinds.get(target) != "file":
                 raise Refused(
-                    f"hard link {name!r} to {member.linkname!r}: "
-                    "not a file earlier in this archive"
+                    f"hard link {name!r} to {member.linkname!r}: not a file earlier in this archive"
                 )
             self.kinds[name] = "file"
         else:
@@ -396,7 +395,8 @@ class MemberFilter:
             raise Refused(f"symbolic link {name!r} to {target!r} leaves the venv")
         # Through links already extracted, as "data" checks it (check_extracted repeats this
         # once every link exists).
-        self._inside(name, os.path.realpath(os.path.join(dest, posixpath.dirname(name), target)), dest)
+        real = os.path.realpath(os.path.join(dest, posixpath.dirname(name), target))
+        self._inside(name, real, dest)
 
     def _inside(self, name: str, real: str, dest: str) -> None:
         top = os.path.realpath(dest)
