@@ -230,7 +230,7 @@ def temporary_folder(work: Path, prefix: str) -> Iterator[Path]:
 def _free(lock: Path) -> int | None:
     """An open descriptor holding `lock`, or None when someone holds it (or it is gone)."""
     try:
-        fd = os.open(lock, os.O_RDWR | os.O_NOFOLLOW)
+        fd = os.open(lock, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError:
         return None
     try:
@@ -275,9 +275,12 @@ def sweep(work: Path) -> list[str]:
                 lock.unlink()
             os.close(fd)
         else:
-            with contextlib.suppress(FileNotFoundError):
-                if now - entry.stat(follow_symlinks=False).st_mtime < STALE_SECONDS:
-                    continue
+            try:
+                age = now - entry.stat(follow_symlinks=False).st_mtime
+            except FileNotFoundError:  # its owner just removed it
+                continue
+            if age < STALE_SECONDS:
+                continue
             shutil.rmtree(path, ignore_errors=True)
         removed.append(name)
     return removed
@@ -286,7 +289,8 @@ def sweep(work: Path) -> list[str]:
 @contextlib.contextmanager
 def locked(path: Path) -> Iterator[None]:
     """Hold an exclusive lock on `path` (created if missing; never removed: see `sweep`)."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    # Read-only is enough for flock, and lets tasks of another uid take a lock made by one.
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
