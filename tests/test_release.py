@@ -2,7 +2,13 @@
 a directory and moto's S3 server, docker/runtime/run_venv.py fetching from both.
 
 Tarballs are stand-ins (tests/venv_tarballs.py: a .tar.gz whose bin/python is a shell script), so
-these tests need no container build; the container tier runs the real venv tarballs.
+these tests need no container build; the container tier runs the real venv tarballs. The
+malicious tarballs are built member by member in the tests (tarfile lets an unprivileged
+process write device and FIFO entries), and the layout `uv venv --relocatable` makes is built
+the same way, linking bin/python to the interpreter that runs run_venv.py, as the image does.
+Where the runtime must cope with whatever the store holds, whatever upload_all.py allows (two
+spellings of one version, keys copied in by hand), tarballs are put into the store directly,
+their digest recorded the way upload_all.py records it (S3 metadata, sidecar file).
 """
 
 from __future__ import annotations
