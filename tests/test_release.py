@@ -384,7 +384,8 @@ def test_versions_compare_in_canonical_form(repo: Path, store: Store, tmp_path: 
         tarball = venv_tarball(tmp_path / "dist" / f"{version}.tar.gz", marker=version)
         publish(store, f"{PKG}__venv_{version}.tar.gz", tarball)
     venvs = tmp_path / "venvs"
-    assert job_output(run_venv(repo, store, venvs, "--version", "1.0"))["marker"] == "1.0.0"
+    named = run_venv(repo, store, venvs, "--version", "1.0")
+    assert job_output(named)["marker"] == "1.0.0" and f"{PKG} 1.0.0 from" in named.stderr
     assert job_output(run_venv(repo, store, venvs))["marker"] == "1.10"
 
 
@@ -395,8 +396,9 @@ def test_versions_compare_in_canonical_form(repo: Path, store: Store, tmp_path: 
         ([], {"PACKAGE_VERSION": "1.0; rm -rf /"}, "not a PEP 440 version"),
         (["--sha256", "abc"], {}, "sha256 'abc' refused: expected 64 hexadecimal digits"),
         ([], {"MAX_VENV_BYTES": "2GB"}, "MAX_VENV_BYTES='2GB': expected a positive whole number"),
+        ([], {"ALLOW_PRERELEASE": "maybe"}, "ALLOW_PRERELEASE='maybe': expected 1 or 0"),
     ],
-    ids=["version", "version-env", "sha256", "limit"],
+    ids=["version", "version-env", "sha256", "limit", "flag"],
 )
 def test_bad_arguments_are_refused(
     repo: Path, tmp_path: Path, args: list[str], env: dict[str, str], refusal: str

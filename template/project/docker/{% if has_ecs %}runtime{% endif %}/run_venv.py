@@ -144,7 +144,8 @@ def _pick(
             f"{package} {chosen}: {len(keys)} tarballs for one version in {where}: "
             f"{' and '.join(keys)}; a version is released once: remove all but one"
         )
-    return str(chosen), names[keys[0]]
+    # As released (1.0.0 when --version 1.0 found it), in canonical form.
+    return str(Version(pattern.match(keys[0])["version"])), names[keys[0]]
 
 
 # --------------------------------------------------------------------------- fetching
@@ -505,6 +506,13 @@ def _limit(name: str, default: int) -> int:
     return int(value)
 
 
+def _flag(name: str) -> bool:
+    value = os.environ.get(name, "").lower()
+    if value not in ("", "0", "1", "false", "true", "no", "yes"):
+        fail(f"{name}={value!r}: expected 1 or 0")
+    return value in ("1", "true", "yes")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("package", help="package name, e.g. nt_api")
@@ -521,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--pre",
         action="store_true",
-        default=os.environ.get("ALLOW_PRERELEASE", "") not in ("", "0"),
+        default=_flag("ALLOW_PRERELEASE"),
         help="without --version, let pre-releases and dev releases be the newest",
     )
     argv = sys.argv[1:] if argv is None else argv
