@@ -39,7 +39,9 @@ def test_every_package_test_suite_passes(project: Path) -> None:
     output = run(["make", "test"], cwd=project).stdout
     for package in ("nt_common", "nt_api", "nt_ingestion"):
         assert f"== {package}" in output
-    assert output.count(" passed") == 3 and " failed" not in output
+    # Three packages, then the deploy scripts' tests (tests/deploy/, make test-deploy).
+    assert "== tests/deploy" in output
+    assert output.count(" passed") == 4 and " failed" not in output
 
 
 def test_lint_and_lock_check_pass(project: Path) -> None:

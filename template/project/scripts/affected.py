@@ -8,8 +8,12 @@ depends (transitively) on an affected package. A change to a repository-wide fil
 ``monorepo.GLOBAL_PATHS``) affects every package; any other change (docs, say) affects
 none. CI feeds the list to a job matrix, which the workflow skips when it is ``[]``.
 
+With ``--deploy`` it prints ``true`` or ``false`` instead: whether the change can affect the
+deploy scripts' own tests (``tests/deploy/``, see ``DEPLOY_PATHS``); CI runs them only then.
+
     uv run scripts/affected.py --base origin/main
     uv run scripts/affected.py --all
+    uv run scripts/affected.py --base origin/main --deploy
 """
 
 from __future__ import annotations
@@ -21,6 +25,19 @@ import sys
 from pathlib import Path
 
 import monorepo
+
+# What the deploy tests (tests/deploy/) test and run with: the scripts and docker/ (run_venv.py
+# and the runtime's requirements), the tests, the workflow that runs them, and the root
+# project and lock that give them pytest.
+DEPLOY_PATHS = (
+    "docker/",
+    "scripts/",
+    "tests/deploy/",
+    ".github/workflows/",
+    "pyproject.toml",
+    "uv.lock",
+    ".python-version",
+)
 
 
 def changed_files(base: str, root: Path) -> list[str] | None:
@@ -53,14 +70,32 @@ def affected(files: list[str], packages: dict[str, monorepo.Package]) -> set[str
     return monorepo.dependents(packages, touched)
 
 
+def deploy_affected(files: list[str]) -> bool:
+    return any(
+        path == entry or (entry.endswith("/") and path.startswith(entry))
+        for path in files
+        for entry in DEPLOY_PATHS
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--base", help="git ref to compare HEAD with (e.g. origin/main)")
     group.add_argument("--all", action="store_true", help="list every package")
+    parser.add_argument(
+        "--deploy",
+        action="store_true",
+        help="print true or false: whether the deploy scripts' tests (tests/deploy/) must run",
+    )
     args = parser.parse_args(argv)
 
     root = monorepo.ROOT
+    if args.deploy:
+        files = None if args.all else changed_files(args.base, root)
+        # No usable base (a first push, a shallow clone): run them rather than not.
+        print("true" if files is None or deploy_affected(files) else "false")
+        return 0
     packages = monorepo.discover(root)
     if args.all:
         result = set(packages)
