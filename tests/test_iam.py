@@ -504,12 +504,6 @@ def recorded_list_prefixes(endpoint: str, action) -> list[str]:
     return prefixes
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="docker/runtime/run_venv.py lists `<prefix>/<pkg>` (which also lists every package "
-    "whose name starts with <pkg>); the per-job policy allows `<prefix>/<pkg>__venv_*` and "
-    "`<prefix>/<pkg>/*` only, so on AWS the runtime needs to list those prefixes",
-)
 def test_the_runtime_lists_only_prefixes_its_role_may_list(
     two_jobs: Path, admin, tmp_path: Path
 ) -> None:

@@ -48,7 +48,8 @@ was built against), runs as a child: SIGTERM and SIGINT (ECS StopTask, docker st
 on to it, and its exit status becomes this process's. As PID 1 (the container's entrypoint)
 it also reaps every orphaned process, as an init must, so none is left a zombie.
 
-IAM (deploy/iam/ecs-task-role-policy.json): s3:ListBucket on the prefix, s3:GetObject in it.
+IAM: the job's own task role (`uv run scripts/iam_policy.py task-role <pkg>` prints it):
+s3:ListBucket on `<prefix>/<pkg>__venv_*` and `<prefix>/<pkg>/*`, s3:GetObject on those keys.
 """
 
 from __future__ import annotations
@@ -176,11 +177,15 @@ def fetch(
         base = f"{prefix}/" if prefix else ""
         s3 = boto3.client("s3")
         names: dict[str, str] = {}
-        for page in s3.get_paginator("list_objects_v2").paginate(
-            Bucket=bucket, Prefix=base + package
-        ):
-            for obj in page.get("Contents", []):
-                names[obj["Key"][len(base) :]] = obj["Key"]
+        # One listing per naming scheme, each exactly what the job's task role may list
+        # (scripts/iam_policy.py): `<pkg>` alone would also list every `<pkg>...` package.
+        for scheme in (f"{package}__venv_", f"{package}/"):
+            pages = s3.get_paginator("list_objects_v2").paginate(
+                Bucket=bucket, Prefix=base + scheme
+            )
+            for page in pages:
+                for obj in page.get("Contents", []):
+                    names[obj["Key"][len(base) :]] = obj["Key"]
         version, key = _pick(names, package, wanted, pre, uri)
         target = dest / Path(key).name
         obj = s3.get_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
