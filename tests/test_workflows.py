@@ -368,7 +368,7 @@ def test_wheel_check_job_checks_the_affected_packages(renders: dict, combo: tupl
     assert uv["with"]["version-file"] == ".github/uv/requirements.txt"
     assert uv["with"]["cache-suffix"] == "wheel-check"
     (step,) = [s for s in job["steps"] if "run" in s]
-    assert step["run"] == 'uv run scripts/wheel_check.py --json "$PACKAGES"'
+    assert step["run"] == 'python3 scripts/wheel_check.py --json "$PACKAGES"'
     assert step["env"] == {"PACKAGES": "${{ needs.affected.outputs.packages }}"}
     assert "wheel-check" in ci["jobs"]["ci-passed"]["needs"]
     makefile = (repo / "Makefile").read_text()
