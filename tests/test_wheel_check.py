@@ -15,12 +15,16 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+import builder
 import gha
 import pytest
 from conftest import run
 from gitrepo import append, commit_all
 
 pytestmark = pytest.mark.slow
+
+# The builder tier's session fixture (buildah/podman and the stand-in base images).
+container_builder = builder.container_builder
 
 API, INGESTION = "nt_api", "nt_ingestion"
 EVERY_PACKAGE = "0" * 40  # a base git cannot diff against: the affected job lists everything
@@ -199,3 +203,62 @@ def test_numpy_on_an_arm64_python_3_12_lambda_passes(make_project: Callable[...,
     ], step.output
     assert pinned(repo, INGESTION, "numpy")
     run(["make", "wheel-check"], cwd=repo)
+
+
+# ----------------------------------------------------------------- the check agrees with the build
+
+
+@pytest.fixture(scope="module")
+def unbuildable(make_project: Callable[..., Path]) -> Path:
+    """A 3.11 x86_64 repo whose Lambda function uses numpy and whose ECS job uses docopt."""
+    repo = make_project(fresh=True, python_version="3.11", lambda_architecture="x86_64")
+    add(repo, INGESTION, "numpy")
+    add(repo, API, "docopt")
+    return repo
+
+
+def make_build_args(repo: Path) -> dict[str, str]:
+    """The build args `make venv` and `make lambda-image` pass (uv and Python versions)."""
+    flags = run(["uv", "run", "--quiet", "--no-config", "scripts/pins.py", "build-args"], cwd=repo)
+    return dict(arg.split("=", 1) for arg in re.findall(r"--build-arg (\S+)", flags.stdout))
+
+
+@pytest.mark.containers
+def test_the_venv_build_refuses_what_the_check_refuses(
+    unbuildable: Path, container_builder, tmp_path: Path
+) -> None:
+    """The ECS tarball's build (Dockerfile.venv, buildah, stand-in python:3.11-slim-bookworm)
+    stops on docopt as the check said it would, with uv's terse `--no-build` error."""
+    with pytest.raises(AssertionError, match=r"docopt==\S+ .*--no-build"):
+        container_builder.build(
+            unbuildable,
+            "docker/Dockerfile.venv",
+            build_args={**make_build_args(unbuildable), "PACKAGE_NAME": API},
+            output=tmp_path / "dist",
+        )
+    checked = run(["make", "wheel-check"], cwd=unbuildable, check=False)
+    assert docopt_only_sdist(API, "ECS venv tarball").fullmatch(lines(checked.stdout, API)[0])
+
+
+@pytest.mark.containers
+@pytest.mark.xfail(
+    strict=True,
+    raises=pytest.fail.Exception,
+    reason="buildah 1.28 runs Dockerfile.lambda's `case \"${PYTHON_VERSION}\"` with the base"
+    " image's ENV PYTHON_VERSION=3.11.7 (BuildKit: the build arg, 3.11), so a 3.11 function gets"
+    " manylinux_2_34 wheels here: the stand-in build is friendlier than CD's",
+)
+def test_the_lambda_build_refuses_what_the_check_refuses(
+    unbuildable: Path, container_builder
+) -> None:
+    """numpy's cp311 wheels need glibc 2.27+: CD's BuildKit build of the 3.11 x86_64 image
+    stops on it (manylinux_2_17), as the check says."""
+    checked = run(["make", "wheel-check"], cwd=unbuildable, check=False)
+    assert NUMPY_ON_AL2.fullmatch(lines(checked.stdout, INGESTION)[0]), checked.stdout
+    with pytest.raises(AssertionError, match=r"numpy"):
+        container_builder.build(
+            unbuildable,
+            "docker/Dockerfile.lambda",
+            build_args={**make_build_args(unbuildable), "SERVICE_NAME": INGESTION},
+            tag="localhost/wheel-check-numpy-al2",
+        )
