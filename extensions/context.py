@@ -37,6 +37,10 @@ DEBIAN_GLIBC = {"bookworm": "2_36", "trixie": "2_41"}
 # it is built for, so a repo that moves Python needs no other edit.
 LAMBDA_GLIBC = {"3.11": "2_17"}
 LAMBDA_GLIBC_AL2023 = "2_34"
+# What those runtimes are, for scripts/wheel_check.py's messages: a dependency without a wheel
+# for the level above is named with the OS and glibc that set it.
+LAMBDA_OS = {"3.11": "Amazon Linux 2, glibc 2.26"}
+LAMBDA_OS_AL2023 = "Amazon Linux 2023, glibc 2.34"
 
 # Answer (AWS's name for the CPU) -> Docker platform and the machine name in wheel tags.
 PLATFORMS = {"x86_64": "linux/amd64", "arm64": "linux/arm64"}
@@ -96,6 +100,8 @@ class MonorepoContext(ContextHook):
             lambda_wheel_machine=WHEEL_MACHINES[lambda_arch],
             lambda_glibc=LAMBDA_GLIBC,
             lambda_glibc_default=LAMBDA_GLIBC_AL2023,
+            lambda_os=LAMBDA_OS,
+            lambda_os_default=LAMBDA_OS_AL2023,
             lambda_python_platform=(
                 f"{WHEEL_MACHINES[lambda_arch]}-manylinux_"
                 f"{LAMBDA_GLIBC.get(python, LAMBDA_GLIBC_AL2023)}"

@@ -61,6 +61,14 @@ def test_no_run_on_main_is_replaced_and_merge_queues_are_tested(renders) -> None
     assert "github.event.merge_group.base_sha" in base
 
 
+def test_ci_passed_waits_for_every_job(renders: dict[str, Path]) -> None:
+    """The one required check: a job left out of its `needs` could fail and still merge."""
+    for name, repo in renders.items():
+        jobs = gha.load(repo / ".github" / "workflows" / "ci.yml")["jobs"]
+        assert set(jobs["ci-passed"]["needs"]) == set(jobs) - {"ci-passed"}, name
+        assert jobs["ci-passed"]["if"] == "always()", name
+
+
 def release_check(repo: Path) -> dict:
     cd = gha.load(repo / ".github" / "workflows" / "cd.yml")
     (step,) = [s for s in cd["jobs"]["plan"]["steps"] if s.get("name") == "Releases come from main"]

@@ -351,3 +351,25 @@ def test_dependabot_keeps_the_pins_current(renders: dict, combo: tuple) -> None:
         assert update["cooldown"] == {"default-days": 7}, update
         (group,) = update["groups"].values()
         assert group == {"patterns": ["*"], "update-types": ["minor", "patch"]}, update
+
+
+@pytest.mark.parametrize("combo", COMBOS, ids=COMBO_IDS)
+def test_wheel_check_job_checks_the_affected_packages(renders: dict, combo: tuple) -> None:
+    """Skipped when nothing is affected (as the test matrix is), the list passed through env
+    (no expression in `run:`), its own uv cache, and `ci-passed` waits for it. What it finds
+    is tested in test_wheel_check.py."""
+    repo = renders[combo]
+    ci = gha.load(repo / ".github" / "workflows" / "ci.yml")
+    job = ci["jobs"]["wheel-check"]
+    assert job["needs"] == "affected"
+    assert job["if"] == ci["jobs"]["test"]["if"] == "needs.affected.outputs.packages != '[]'"
+    assert job["permissions"] == {"contents": "read"}
+    (uv,) = [s for s in job["steps"] if s.get("uses", "").startswith("astral-sh/setup-uv@")]
+    assert uv["with"]["version-file"] == ".github/uv/requirements.txt"
+    assert uv["with"]["cache-suffix"] == "wheel-check"
+    (step,) = [s for s in job["steps"] if "run" in s]
+    assert step["run"] == 'python3 scripts/wheel_check.py --json "$PACKAGES"'
+    assert step["env"] == {"PACKAGES": "${{ needs.affected.outputs.packages }}"}
+    assert "wheel-check" in ci["jobs"]["ci-passed"]["needs"]
+    makefile = (repo / "Makefile").read_text()
+    assert "\nwheel-check: ## " in makefile and "uv run scripts/wheel_check.py\n" in makefile
