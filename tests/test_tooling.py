@@ -266,7 +266,7 @@ def test_make_targets_run_what_the_ci_jobs_run(project: Path) -> None:
     test_job = [step.replace('"$PACKAGE"', "nt_api") for step in ci_commands(project, "test")]
     assert make_commands(project, "ci-test", "PACKAGE=nt_api") == test_job
     for target in ("test", "typecheck"):
-        (loop,) = make_commands(project, target)
+        loop = make_commands(project, target)[0]  # `make test` then runs tests/deploy (ECS)
         assert f"uv run scripts/ci.py {target} --isolated $pkg" in loop
 
 
