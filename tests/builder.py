@@ -1371,6 +1371,22 @@ class Engine:
             self._lock = None
 
 
+def _stop_orphan(root: Path) -> None:
+    """Stop a dockerd a killed session left running on root (the engine lock is ours, so no
+    live session uses it): a new one would refuse to start over its pidfile."""
+    try:
+        pid = int((root / "dockerd.pid").read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError):
+        return
+    if str(root / "data").encode() not in cmdline:
+        return
+    os.kill(pid, 15)
+    deadline = time.monotonic() + 60
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
 def start_engine(root: Path = ENGINE_DIR, timeout: float = 90) -> Engine:
     """Install docker.io if needed and start a private dockerd; returns it once it answers.
 
@@ -1386,28 +1402,34 @@ def start_engine(root: Path = ENGINE_DIR, timeout: float = 90) -> Engine:
         raise BuilderUnavailable(f"docker.io is installed but {DOCKER_CLI} is missing")
     engine = Engine(root)
     root.mkdir(parents=True, exist_ok=True)
-    engine._lock = open(root / "engine.lock", "w")
+    # Held open (and flock'd) until stop(): the lock lives as long as the engine.
+    engine._lock = open(root / "engine.lock", "w")  # noqa: SIM115
     fcntl.flock(engine._lock, fcntl.LOCK_EX)
     try:
         (root / "cli-config").mkdir(exist_ok=True)
         (root / "cli-config" / "config.json").write_text("{}\n")
         (root / "daemon.json").write_text("{}\n")
+        _stop_orphan(root)
         engine.socket.unlink(missing_ok=True)
-        log = open(root / "dockerd.log", "w")
-        engine.process = subprocess.Popen(
-            [
-                shutil.which("dockerd") or "/usr/sbin/dockerd",
-                "--data-root", str(root / "data"),
-                "--exec-root", str(root / "exec"),
-                "--pidfile", str(root / "dockerd.pid"),
-                "--config-file", str(root / "daemon.json"),
-                "-H", f"unix://{engine.socket}",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
+        with open(root / "dockerd.log", "w") as log:
+            engine.process = subprocess.Popen(
+                [
+                    shutil.which("dockerd") or "/usr/sbin/dockerd",
+                    "--data-root",
+                    str(root / "data"),
+                    "--exec-root",
+                    str(root / "exec"),
+                    "--pidfile",
+                    str(root / "dockerd.pid"),
+                    "--config-file",
+                    str(root / "daemon.json"),
+                    "-H",
+                    f"unix://{engine.socket}",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout
         while engine.docker("version", check=False).returncode != 0:
             if engine.process.poll() is not None or time.monotonic() > deadline:

@@ -443,9 +443,7 @@ def test_packages_added_later_build_with_the_same_dockerfiles(
 
 
 @pytest.fixture(scope="module")
-def lambda_from_scratch(
-    make_project, container_builder: ModuleType
-) -> Iterator[tuple[str, str]]:
+def lambda_from_scratch(make_project, container_builder: ModuleType) -> Iterator[tuple[str, str]]:
     """The shared layout's Lambda image built twice with `--no-cache`, as CD builds every
     release: nothing comes from an earlier build, so only the Dockerfile decides the bytes."""
     repo = make_project(**CONTAINER_ANSWERS, **VARIANTS["shared"])
