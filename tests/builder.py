@@ -1366,6 +1366,10 @@ class Engine:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+        # dockerd bind-mounts its data root onto itself and leaves it when it fails to start.
+        data = str(self.root / "data")
+        if any(line.split()[1] == data for line in Path("/proc/mounts").read_text().splitlines()):
+            subprocess.run(["umount", data], check=False, capture_output=True)
         if self._lock is not None:
             self._lock.close()
             self._lock = None
@@ -1433,8 +1437,9 @@ def start_engine(root: Path = ENGINE_DIR, timeout: float = 90) -> Engine:
         deadline = time.monotonic() + timeout
         while engine.docker("version", check=False).returncode != 0:
             if engine.process.poll() is not None or time.monotonic() > deadline:
-                tail = (root / "dockerd.log").read_text(errors="replace")[-3000:]
-                raise BuilderUnavailable(f"dockerd did not start:\n{tail}")
+                log_lines = (root / "dockerd.log").read_text(errors="replace").splitlines()
+                tail = " | ".join(line.strip() for line in log_lines[-3:])
+                raise BuilderUnavailable(f"dockerd did not start (its log ends: {tail})")
             time.sleep(0.5)
     except BaseException:
         engine.stop()
