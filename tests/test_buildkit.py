@@ -1,13 +1,15 @@
 """BuildKit tier: the generated Dockerfiles built the way CD builds them, compared with buildah.
 
 CD builds with BuildKit (`docker build` through docker/setup-buildx-action), every other
-container test with buildah 1.28. Here one generated repo (shared layout, Python 3.11, the
-stand-in base images of tests/builder.py) is built by both, with the generated Makefile's own
+container test with buildah 1.28. Here the generated repo (shared layout, Python 3.11, the
+stand-in base images of tests/builder.py; one repo per Lambda architecture, as the answer
+picks the Lambda base image's tag) is built by both, with the generated Makefile's own
 targets (`make venv`, `make lambda-image`, `make runtime-image` with `DOCKER=/usr/bin/docker`),
 whose command lines are cd.yml's without `--tag ... --push`: the venv tarball through
 `--output type=local,dest=dist`, the Lambda image for linux/amd64 and linux/arm64 (no emulator:
 the final stage only copies), the ECS runtime for linux/amd64. The results must match: the
-same files and wheel tags, the venv tarball byte for byte.
+same files and wheel tags, byte for byte for the venv tarball and the Lambda /var/task; and two
+`--no-cache` Lambda builds must give the same layer digests under BuildKit as under buildah.
 
 The engine is Debian 12's docker.io, started privately by the `engine` fixture (see
 builder.start_engine): Docker Engine 20.10.24 with the BuildKit it vendors, v0.8.3 with moby's
