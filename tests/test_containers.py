@@ -182,6 +182,8 @@ def test_venv_tarball_runs_from_another_directory(
             tf.extractfile(m).read().decode() for m in tf.getmembers() if m.name.endswith(".pth")
         ]
     assert not [text for text in pth if "/build" in text], pth
+    # uv's lock for installs into the venv is no part of the job's environment.
+    assert not [m for m in members if m.rsplit("/", 1)[-1] == ".lock"], members
     assert any(f"/{PREFIX}_common/settings.py" in m for m in members)
     assert any(m.endswith("/bin/nt-api") for m in members)
 
