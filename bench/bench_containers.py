@@ -13,6 +13,8 @@ first use; see tests/builder.py). Renders the default Python (3.13) on this x86_
   and for x86_64, side by side: first build (`--no-cache`; uv's download cache stays warm),
   rebuild after a code-only change, and size above the base image. Goal: arm64 within 1.3x
 - build: first build against a code-only rebuild for the ECS tarball
+- buildkit: the same first builds and code-only rebuilds with Docker Engine's BuildKit (Debian's
+  docker.io, started privately as tests/test_buildkit.py does), the builder CD uses
 """
 
 from __future__ import annotations
@@ -104,6 +106,57 @@ def lambda_figures(repo: Path, arch: str, service: str) -> tuple[float, float, i
     return first, rebuild, above_base
 
 
+def buildkit_figures(
+    repos: dict[str, Path], api: str, service: str, uv_version: str, tmp: Path
+) -> dict[str, tuple[float, float]]:
+    """First build (`--no-cache`) and code-only rebuild (seconds) under BuildKit, by artifact:
+    the ECS tarball (from the arm64 repo; ECS is x86_64) and the Lambda image per architecture.
+    """
+    engine = builder.start_engine()
+    images = [f"bench-lambda-{arch}" for arch in repos]
+    try:
+        engine.load(builder.slim_instance(PYTHON, "x86_64"), builder.slim_image(PYTHON))
+        engine.load(builder.uv_instance(uv_version, "x86_64"), builder.uv_image(uv_version))
+        for arch in repos:
+            engine.load(builder.lambda_image(PYTHON, arch))
+
+        def timed(repo: Path, code: Path, *args: str) -> tuple[float, float]:
+            times = []
+            for extra in (["--no-cache"], []):
+                start = time.perf_counter()
+                engine.docker("build", *extra, *args, ".", cwd=repo)
+                times.append(time.perf_counter() - start)
+                touch_code(code)
+            return times[0], times[1]
+
+        figures = {
+            "ECS tarball": timed(
+                repos["arm64"],
+                repos["arm64"] / "src" / api / api / "job.py",
+                *("-f", "docker/Dockerfile.venv", "--platform", "linux/amd64"),
+                *("--build-arg", f"PACKAGE_NAME={api}", "--build-arg", "PACKAGE_VERSION=0.0.0"),
+                *("--output", f"type=local,dest={tmp / 'buildkit-dist'}"),
+            )
+        }
+        for arch, repo in repos.items():
+            figures[f"lambda {arch} image"] = timed(
+                repo,
+                repo / "src" / service / service / "handler.py",
+                *(
+                    "-f",
+                    "docker/Dockerfile.lambda",
+                    "--platform",
+                    f"linux/{builder.OCI_ARCH[arch]}",
+                ),
+                *("--build-arg", f"SERVICE_NAME={service}", "-t", f"bench-lambda-{arch}"),
+            )
+        return figures
+    finally:
+        engine.docker("image", "rm", "-f", *images, check=False)
+        engine.docker("builder", "prune", "-af", check=False)
+        engine.stop()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layout", choices=["shared", "independent"], default="shared")
@@ -144,6 +197,13 @@ def main() -> int:
         lambdas = {"arm64": lambda_figures(repo, "arm64", ingestion)}
         x86_repo = render(Path(tmp) / "repo-x86", args.layout, "x86_64")
         lambdas["x86_64"] = lambda_figures(x86_repo, "x86_64", ingestion)
+        try:
+            buildkit = buildkit_figures(
+                {"arm64": repo, "x86_64": x86_repo}, api, ingestion, uv_version, Path(tmp)
+            )
+        except builder.BuilderUnavailable as err:
+            buildkit = {}
+            print(f"buildkit unavailable: {err}", file=sys.stderr)
 
     print(f"layout: {args.layout}, Python {PYTHON}, built on x86_64 ({os.cpu_count()} cores)")
     print(f"tarball  {api} venv tarball: {kib(api_tarball)}{whole}")
@@ -155,6 +215,8 @@ def main() -> int:
         )
     ratio = lambdas["arm64"][0] / lambdas["x86_64"][0]
     print(f"lambda   arm64 / x86_64 first build: {ratio:4.2f}x (goal: within 1.3x, no emulator)")
+    for name, (first, rebuild) in buildkit.items():
+        print(f"buildkit {name}: first {first:5.1f} s, code-only rebuild {rebuild:5.1f} s")
     return 0
 
 

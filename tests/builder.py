@@ -50,6 +50,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -1257,3 +1258,190 @@ def size(image: str) -> int:
 
 def remove_image(image: str) -> None:
     _run(["podman", "rmi", "-f", image], capture_output=True, check=False)
+
+
+# --------------------------------------------------------------------------- Docker Engine
+
+# CD builds with BuildKit (docker build through setup-buildx); these let the same command lines
+# run here. Debian 12's docker.io (20.10) has BuildKit built into dockerd and no buildx plugin;
+# the static docker CLI 28.2 some machine images carry at /usr/local/bin/docker wants buildx
+# for BuildKit, so Debian's own CLI is used by full path.
+DOCKER_TOOLS = {"dockerd": "docker.io"}
+DOCKER_CLI = "/usr/bin/docker"
+ENGINE_DIR = CACHE / "dockerd"
+
+
+class Engine:
+    """A private Docker Engine: its own data root, exec root and socket under the test cache.
+
+    Started by start_engine and stopped by stop(); nothing else on the machine talks to it,
+    and it never touches a system dockerd's socket or storage.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.socket = root / "docker.sock"
+        self.process: subprocess.Popen | None = None
+        self._lock: io.TextIOWrapper | None = None
+
+    def env(self) -> dict[str, str]:
+        """os.environ with the CLI pointed at this engine, BuildKit on, a private CLI config."""
+        env = dict(os.environ)
+        env.update(
+            DOCKER_HOST=f"unix://{self.socket}",
+            DOCKER_BUILDKIT="1",
+            DOCKER_CONFIG=str(self.root / "cli-config"),
+        )
+        return env
+
+    def docker(self, *args: str, **kw) -> subprocess.CompletedProcess:
+        """Run Debian's docker CLI against this engine; raises AssertionError with the output."""
+        check = kw.pop("check", True)
+        kw.setdefault("capture_output", True)
+        proc = subprocess.run([DOCKER_CLI, *args], env=self.env(), text=True, check=False, **kw)
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"docker {' '.join(args)} exited {proc.returncode}:\n"
+                f"{(proc.stdout or '')[-6000:]}\n{(proc.stderr or '')[-6000:]}"
+            )
+        return proc
+
+    def version(self) -> str:
+        """The engine's version (20.10.24+dfsg1 on Debian 12). Its BuildKit reports none."""
+        return self.docker("version", "--format", "{{.Server.Version}}").stdout.strip()
+
+    def load(self, podman_name: str, name: str | None = None) -> str:
+        """Copy a podman image into the engine (``podman save | docker load``), as name.
+
+        Skipped when the engine already holds that name with the same stand-in label, so a
+        persistent data root loads each stand-in once. Returns the name.
+        """
+        name = name or podman_name
+        wanted = (inspect(podman_name).get("Config", {}).get("Labels") or {}).get(STANDIN_LABEL)
+        have = self.docker("image", "inspect", name, check=False)
+        if have.returncode == 0 and wanted:
+            labels = json.loads(have.stdout)[0].get("Config", {}).get("Labels") or {}
+            if labels.get(STANDIN_LABEL) == wanted:
+                return name
+        save = subprocess.Popen(
+            ["podman", "save", podman_name], stdout=subprocess.PIPE, env=builder_env()
+        )
+        loaded = self.docker("load", stdin=save.stdout)
+        if save.wait() != 0:
+            raise BuilderUnavailable(f"podman save {podman_name} failed")
+        image_id = re.findall(r"Loaded image(?: ID)?: (\S+)", loaded.stdout)
+        if not image_id:
+            raise BuilderUnavailable(f"docker load of {podman_name} said: {loaded.stdout}")
+        if image_id[-1] != name:
+            self.docker("tag", image_id[-1], name)
+        return name
+
+    def layers(self, image: str) -> list[str]:
+        """Diff IDs of the image's layers, base first."""
+        out = self.docker("image", "inspect", image).stdout
+        return list(json.loads(out)[0]["RootFS"]["Layers"])
+
+    def copy_out(self, image: str, path: str, dest: Path) -> Path:
+        """path of the image (any architecture: nothing runs) unpacked into dest/<basename>."""
+        ctr = self.docker("create", image, "/none").stdout.strip().splitlines()[-1]
+        try:
+            dest.mkdir(parents=True, exist_ok=True)
+            cp = subprocess.Popen(
+                [DOCKER_CLI, "cp", f"{ctr}:{path}", "-"], stdout=subprocess.PIPE, env=self.env()
+            )
+            subprocess.run(["tar", "-x", "-C", str(dest)], stdin=cp.stdout, check=True)
+            if cp.wait() != 0:
+                raise AssertionError(f"docker cp {image}:{path} failed")
+        finally:
+            self.docker("rm", "-f", ctr, check=False)
+        return dest / Path(path).name
+
+    def stop(self) -> None:
+        """SIGTERM the engine (SIGKILL after 60 s) and release the machine-wide engine lock."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+        # dockerd bind-mounts its data root onto itself and leaves it when it fails to start.
+        data = str(self.root / "data")
+        if any(line.split()[1] == data for line in Path("/proc/mounts").read_text().splitlines()):
+            subprocess.run(["umount", data], check=False, capture_output=True)
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+
+def _stop_orphan(root: Path) -> None:
+    """Stop a dockerd a killed session left running on root (the engine lock is ours, so no
+    live session uses it): a new one would refuse to start over its pidfile."""
+    try:
+        pid = int((root / "dockerd.pid").read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError):
+        return
+    if str(root / "data").encode() not in cmdline:
+        return
+    os.kill(pid, 15)
+    deadline = time.monotonic() + 60
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
+def start_engine(root: Path = ENGINE_DIR, timeout: float = 90) -> Engine:
+    """Install docker.io if needed and start a private dockerd; returns it once it answers.
+
+    ``dockerd --data-root <root>/data --exec-root <root>/exec -H unix://<root>/docker.sock``,
+    with an empty config file (the machine's /etc/docker/daemon.json stays out) and its own
+    pidfile. One engine per machine at a time: another test session waits for the lock (they
+    would share the docker0 bridge and its iptables chains). Raises BuilderUnavailable with
+    the engine's last log lines if it does not answer within timeout seconds.
+    """
+    with setup_lock():
+        ensure_tools(DOCKER_TOOLS)
+    if not Path(DOCKER_CLI).exists():
+        raise BuilderUnavailable(f"docker.io is installed but {DOCKER_CLI} is missing")
+    engine = Engine(root)
+    root.mkdir(parents=True, exist_ok=True)
+    # Held open (and flock'd) until stop(): the lock lives as long as the engine.
+    engine._lock = open(root / "engine.lock", "w")  # noqa: SIM115
+    fcntl.flock(engine._lock, fcntl.LOCK_EX)
+    try:
+        (root / "cli-config").mkdir(exist_ok=True)
+        (root / "cli-config" / "config.json").write_text("{}\n")
+        (root / "daemon.json").write_text("{}\n")
+        _stop_orphan(root)
+        engine.socket.unlink(missing_ok=True)
+        with open(root / "dockerd.log", "w") as log:
+            engine.process = subprocess.Popen(
+                [
+                    shutil.which("dockerd") or "/usr/sbin/dockerd",
+                    "--data-root",
+                    str(root / "data"),
+                    "--exec-root",
+                    str(root / "exec"),
+                    "--pidfile",
+                    str(root / "dockerd.pid"),
+                    "--config-file",
+                    str(root / "daemon.json"),
+                    "-H",
+                    f"unix://{engine.socket}",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while engine.docker("version", check=False).returncode != 0:
+            if engine.process.poll() is not None or time.monotonic() > deadline:
+                log_lines = (root / "dockerd.log").read_text(errors="replace").splitlines()
+                tail = " | ".join(line.strip() for line in log_lines[-3:])
+                raise BuilderUnavailable(f"dockerd did not start (its log ends: {tail})")
+            time.sleep(0.5)
+    except BaseException:
+        engine.stop()
+        raise
+    return engine

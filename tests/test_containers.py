@@ -18,6 +18,7 @@ import shutil
 import sys
 import tarfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -181,6 +182,8 @@ def test_venv_tarball_runs_from_another_directory(
             tf.extractfile(m).read().decode() for m in tf.getmembers() if m.name.endswith(".pth")
         ]
     assert not [text for text in pth if "/build" in text], pth
+    # uv's lock for installs into the venv is no part of the job's environment.
+    assert not [m for m in members if m.rsplit("/", 1)[-1] == ".lock"], members
     assert any(f"/{PREFIX}_common/settings.py" in m for m in members)
     assert any(m.endswith("/bin/nt-api") for m in members)
 
@@ -436,3 +439,52 @@ def test_packages_added_later_build_with_the_same_dockerfiles(
     answer = json.loads(container_builder.run(image, stdin=json.dumps({"detail": 1})).stdout)
     assert answer == {"statusCode": 200, "body": json.dumps({"received": ["detail"]})}
     container_builder.remove_image(image)
+
+
+# --------------------------------------------------------------------------- reproducible images
+
+
+@pytest.fixture(scope="module")
+def lambda_from_scratch(make_project, container_builder: ModuleType) -> Iterator[tuple[str, str]]:
+    """The shared layout's Lambda image built twice with `--no-cache`, as CD builds every
+    release: nothing comes from an earlier build, so only the Dockerfile decides the bytes."""
+    repo = make_project(**CONTAINER_ANSWERS, **VARIANTS["shared"])
+    images = ("localhost/cumt-repro-lambda-1", "localhost/cumt-repro-lambda-2")
+    for image in images:
+        container_builder.build(
+            repo,
+            "docker/Dockerfile.lambda",
+            tag=image,
+            build_args={"SERVICE_NAME": INGESTION},
+            extra=["--no-cache"],
+        )
+    yield images
+    for image in images:
+        container_builder.remove_image(image)
+
+
+def test_no_cache_lambda_builds_give_the_same_layers(
+    lambda_from_scratch: tuple[str, str], container_builder: ModuleType
+) -> None:
+    """Unchanged sources, built from scratch twice: the dependency, local-package and code
+    layers have the same digests, so a registry stores them once and a re-release pushes
+    nothing new. Directory and file mtimes from the build are what would make them differ."""
+    first, second = (container_builder.layers(image) for image in lambda_from_scratch)
+    base = container_builder.layers(container_builder.lambda_image("3.11"))
+    assert first[: len(base)] == base and len(first) == len(base) + 3
+    names = ("dependencies", "local packages", "code")
+    differ = [name for name, a, b in zip(names, first[len(base) :], second[len(base) :]) if a != b]
+    assert differ == [], f"layers that differ between two --no-cache builds: {differ}"
+
+
+def test_lambda_task_root_holds_no_installer_leftovers(
+    lambda_from_scratch: tuple[str, str], container_builder: ModuleType
+) -> None:
+    """uv's `--target` installs leave a `.lock` file behind: it must not ship in /var/task,
+    nor anything else hidden (the handler's folder is the function's code, nothing more)."""
+    task = container_builder.export_rootfs(lambda_from_scratch[0]) / "var" / "task"
+    hidden = sorted(p.relative_to(task).as_posix() for p in task.rglob(".*"))
+    assert hidden == []
+    assert {INGESTION, f"{PREFIX}_common", "yaml", "lambda_function.py"} <= {
+        p.name for p in task.iterdir()
+    }
