@@ -95,10 +95,9 @@ def own_environment(pkg: monorepo.Package) -> dict[str, str]:
     return {}
 
 
-def sync(name: str, own: bool = False) -> None:
+def sync(pkg: monorepo.Package, own: bool = False) -> None:
     """Install only the package, what it declares and its dev group, from the lock: into the
     workspace's .venv (CI's fresh checkout), or with `own` into `src/<pkg>/.venv`."""
-    pkg = package(name)
     variables = own_environment(pkg) if own else {}
     # uv sync is exact: it removes whatever else the environment holds (another member's
     # dependencies, a dependency the package no longer declares), so an import the package
@@ -113,9 +112,9 @@ def in_package(pkg: monorepo.Package, *cmd: str, isolated: bool) -> None:
     """Run `cmd` from the package's folder, in the environment holding only what it declares:
     the one `sync` built, or with `isolated` the package's own one, synced first."""
     if isolated:
-        sync(pkg.dir_name, own=True)
-    # --no-sync: the environment as synced, not one uv widens on the way.
+        sync(pkg, own=True)
     variables = own_environment(pkg) if isolated else {}
+    # --no-sync: the environment as synced, not one uv widens on the way.
     run("uv", "run", "--no-sync", "--directory", f"src/{pkg.dir_name}", *cmd, variables=variables)
 
 
@@ -209,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("hadolint").add_argument("files", nargs="*")
     args = parser.parse_args(argv)
     if args.command == "sync":
-        sync(args.package)
+        sync(package(args.package))
     elif args.command == "test":
         test(args.package, args.isolated)
     elif args.command == "typecheck":

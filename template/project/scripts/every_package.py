@@ -74,7 +74,8 @@ def table(command: str, results: list[Result], jobs: int, seconds: float) -> str
         rows.append(f"{r.package:<{width}}  {'ok' if r.ok else 'FAILED':<6}  {r.seconds:.1f} s")
     failed = [r.package for r in results if not r.ok]
     verdict = f"{len(failed)} failed ({', '.join(sorted(failed))})" if failed else "all ok"
-    rows.append(f"{command}: {len(results)} packages, {verdict}; {seconds:.1f} s, {jobs} at a time")
+    counted = f"{len(results)} package{'s' if len(results) > 1 else ''}"
+    rows.append(f"{command}: {counted}, {verdict}; {seconds:.1f} s, {jobs} at a time")
     return "\n".join(rows)
 
 
