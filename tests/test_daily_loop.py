@@ -98,9 +98,8 @@ def test_a_failing_package_does_not_hide_the_others(repo: Path) -> None:
         assert table(tested.stdout) == {API: "FAILED", COMMON: "ok", INGESTION: "ok"}, tested.stdout
         assert "deliberately broken" in tested.stdout
         # Each package ran CI's per-package steps in its own environment, not the shared .venv.
-        assert f"+ UV_PROJECT_ENVIRONMENT=src/{API}/.venv uv sync --locked --package nt-api" in (
-            tested.stdout
-        )
+        own = f"+ UV_PROJECT_ENVIRONMENT=src/{API}/.venv uv run --locked --exact --package nt-api"
+        assert own in tested.stdout
         # The failing package's whole pytest session; the passing ones as a line or two.
         assert tested.stdout.count("test session starts") == 1, tested.stdout
 

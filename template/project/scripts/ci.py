@@ -16,10 +16,10 @@
     uv run scripts/ci.py hadolint [FILE]  hadolint on the given (or every) docker/Dockerfile*
 
 `test` and `typecheck` use the environment `sync` built (CI). With `--isolated` (`make test`
-and `make typecheck`, through scripts/every_package.py) they first sync the package's own
-environment, `src/<pkg>/.venv`, and run there: it holds the same (only the package and what it
-declares), is kept between runs and made exact from the lock each time, and the repo's .venv
-is left as it is.
+and `make typecheck`, through scripts/every_package.py) they run in the package's own
+environment, `src/<pkg>/.venv`, which holds the same (only the package and what it declares):
+it is kept between runs and made exact from the lock each time, and the repo's .venv is left
+as it is.
 
 Each command is printed before it runs, so a CI log shows exactly what to repeat locally.
 A lock file older than its pyproject.toml is reported as such, with `make lock` as the fix.
@@ -95,27 +95,30 @@ def own_environment(pkg: monorepo.Package) -> dict[str, str]:
     return {}
 
 
-def sync(pkg: monorepo.Package, own: bool = False) -> None:
-    """Install only the package, what it declares and its dev group, from the lock: into the
-    workspace's .venv (CI's fresh checkout), or with `own` into `src/<pkg>/.venv`."""
-    variables = own_environment(pkg) if own else {}
-    # uv sync is exact: it removes whatever else the environment holds (another member's
-    # dependencies, a dependency the package no longer declares), so an import the package
-    # never declared fails even if another member provides it.
+def sync(pkg: monorepo.Package) -> None:
+    """Install only the package, what it declares and its dev group, from the lock."""
     if monorepo.is_shared():
-        run("uv", "sync", "--locked", "--package", pkg.name, variables=variables)
+        # --package installs that member, its declared dependencies and its own dev group
+        # into the workspace venv, removing everything else (sync is exact), so an import
+        # the package never declared fails here even if another member provides it.
+        run("uv", "sync", "--locked", "--package", pkg.name)
     else:
-        run("uv", "sync", "--locked", "--project", f"src/{pkg.dir_name}", variables=variables)
+        run("uv", "sync", "--locked", "--project", f"src/{pkg.dir_name}")
 
 
 def in_package(pkg: monorepo.Package, *cmd: str, isolated: bool) -> None:
     """Run `cmd` from the package's folder, in the environment holding only what it declares:
-    the one `sync` built, or with `isolated` the package's own one, synced first."""
+    the one `sync` built, or with `isolated` the package's own one, synced on the way."""
     if isolated:
-        sync(pkg, own=True)
-    variables = own_environment(pkg) if isolated else {}
-    # --no-sync: the environment as synced, not one uv widens on the way.
-    run("uv", "run", "--no-sync", "--directory", f"src/{pkg.dir_name}", *cmd, variables=variables)
+        # One uv command brings the package's own environment to what the lock holds for it
+        # and runs there. --exact removes anything else, as sync does: a dependency dropped
+        # from pyproject.toml is gone at the next run. --package: that member alone.
+        member = ["--package", pkg.name] if monorepo.is_shared() else []
+        how, variables = ["--locked", "--exact", *member], own_environment(pkg)
+    else:
+        # --no-sync: the environment `sync` built, not one uv widens on the way.
+        how, variables = ["--no-sync"], {}
+    run("uv", "run", *how, "--directory", f"src/{pkg.dir_name}", *cmd, variables=variables)
 
 
 def test(name: str, isolated: bool = False) -> None:
@@ -200,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         command_parser.add_argument(
             "--isolated",
             action="store_true",
-            help="in the package's own environment (src/<pkg>/.venv), synced from the lock first",
+            help="in the package's own environment (src/<pkg>/.venv), made exact from the lock",
         )
     sub.add_parser("sync-dev").add_argument("projects", nargs="*")
     sub.add_parser("lock-check")
