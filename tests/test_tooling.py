@@ -260,14 +260,19 @@ def test_pre_commit_passes_then_catches_problems(project: Path, tmp_path: Path) 
 
 def test_make_targets_run_what_the_ci_jobs_run(project: Path) -> None:
     """make lint and make lock-check are CI's lint and locks jobs, step for step; make
-    ci-test is a test job; make test and typecheck call the same ci.py commands."""
+    ci-test is a test job; make test and typecheck call the same ci.py commands, through
+    scripts/every_package.py (which runs `scripts/ci.py <target> --isolated <pkg>` for each)."""
     assert make_commands(project, "lint") == ci_commands(project, "lint")
     assert make_commands(project, "lock-check") == ci_commands(project, "locks")
     test_job = [step.replace('"$PACKAGE"', "nt_api") for step in ci_commands(project, "test")]
     assert make_commands(project, "ci-test", "PACKAGE=nt_api") == test_job
     for target in ("test", "typecheck"):
-        loop = make_commands(project, target)[0]  # `make test` then runs tests/deploy (ECS)
-        assert f"uv run scripts/ci.py {target} --isolated $pkg" in loop
+        commands = make_commands(project, target)
+        assert commands[0] == f"uv run scripts/every_package.py {target} {' '.join(PACKAGES)}"
+        one = make_commands(project, target, "PACKAGES=nt_api", "JOBS=1")
+        assert one == [f"uv run scripts/every_package.py --jobs 1 {target} nt_api"]
+    runner = (project / "scripts/every_package.py").read_text()
+    assert '[sys.executable, str(CI), command, "--isolated", package]' in runner
 
 
 def test_make_lint_passes_and_catches_what_ci_lint_catches(project: Path) -> None:

@@ -15,9 +15,11 @@
     uv run scripts/ci.py lint             ruff check, ruff format --check, hadolint
     uv run scripts/ci.py hadolint [FILE]  hadolint on the given (or every) docker/Dockerfile*
 
-`test` and `typecheck` use the environment `sync` built (CI). With `--isolated` (the
-Makefile) they build a throwaway one from the lock instead, holding the same: only the
-package and what it declares, leaving the repo's .venv as it is.
+`test` and `typecheck` use the environment `sync` built (CI). With `--isolated` (`make test`
+and `make typecheck`, through scripts/every_package.py) they run in the package's own
+environment, `src/<pkg>/.venv`, which holds the same (only the package and what it declares):
+it is kept between runs and made exact from the lock each time, and the repo's .venv is left
+as it is.
 
 Each command is printed before it runs, so a CI log shows exactly what to repeat locally.
 A lock file older than its pyproject.toml is reported as such, with `make lock` as the fix.
@@ -47,13 +49,16 @@ STALE_LOCK = "needs to be updated"
 STALE_FIX = "Run `make lock` (it relocks every project) and commit the lock files."
 
 
-def attempt(*cmd: str) -> tuple[int, bool]:
-    """Run a command, its output shown as it comes; its exit code, and whether uv found a
-    lock file out of date."""
-    print(f"+ {shlex.join(cmd)}", flush=True)
+def attempt(*cmd: str, variables: dict[str, str] | None = None) -> tuple[int, bool]:
+    """Run a command, with `variables` added to its environment, its output shown as it
+    comes; its exit code, and whether uv found a lock file out of date."""
+    variables = variables or {}
+    shown = [f"{name}={value}" for name, value in variables.items()]
+    print(f"+ {shlex.join([*shown, *cmd])}", flush=True)
     # `uv run scripts/ci.py` runs this script in its own environment; the uv commands below
     # must pick each project's environment, not inherit that one.
     env = {key: value for key, value in os.environ.items() if key != "VIRTUAL_ENV"}
+    env.update(variables)
     errors = []
     with subprocess.Popen(
         cmd, cwd=monorepo.ROOT, env=env, stderr=subprocess.PIPE, text=True
@@ -66,8 +71,8 @@ def attempt(*cmd: str) -> tuple[int, bool]:
     return proc.returncode, STALE_LOCK in " ".join("".join(errors).split())
 
 
-def run(*cmd: str) -> None:
-    returncode, stale = attempt(*cmd)
+def run(*cmd: str, variables: dict[str, str] | None = None) -> None:
+    returncode, stale = attempt(*cmd, variables=variables)
     if returncode != 0:
         why = f"a lock file is older than its pyproject.toml. {STALE_FIX}" if stale else "failed"
         sys.exit(f"ci: {shlex.join(cmd)}: {why}")
@@ -80,8 +85,18 @@ def package(name: str) -> monorepo.Package:
     return packages[name]
 
 
-def sync(name: str) -> None:
-    pkg = package(name)
+def own_environment(pkg: monorepo.Package) -> dict[str, str]:
+    """The variables that point uv at the package's own environment, `src/<pkg>/.venv`."""
+    if monorepo.is_shared():
+        # The workspace's .venv is the developer's, with every package in it: the package's
+        # own environment is named to uv (a relative path is read from the workspace root).
+        return {"UV_PROJECT_ENVIRONMENT": f"src/{pkg.dir_name}/.venv"}
+    # Independent layout: that folder is the package project's environment already.
+    return {}
+
+
+def sync(pkg: monorepo.Package) -> None:
+    """Install only the package, what it declares and its dev group, from the lock."""
     if monorepo.is_shared():
         # --package installs that member, its declared dependencies and its own dev group
         # into the workspace venv, removing everything else (sync is exact), so an import
@@ -91,12 +106,19 @@ def sync(name: str) -> None:
         run("uv", "sync", "--locked", "--project", f"src/{pkg.dir_name}")
 
 
-def in_package(pkg: monorepo.Package, *cmd: str, isolated: bool) -> list[str]:
-    """`cmd` run from the package's folder, in the environment holding only what it declares."""
-    # --no-sync: the environment `sync` built, not one uv widens on the way. --isolated: a
-    # fresh one made from the lock (--locked) for this run only.
-    how = ["--locked", "--isolated"] if isolated else ["--no-sync"]
-    return ["uv", "run", *how, "--directory", f"src/{pkg.dir_name}", *cmd]
+def in_package(pkg: monorepo.Package, *cmd: str, isolated: bool) -> None:
+    """Run `cmd` from the package's folder, in the environment holding only what it declares:
+    the one `sync` built, or with `isolated` the package's own one, synced on the way."""
+    if isolated:
+        # One uv command brings the package's own environment to what the lock holds for it
+        # and runs there. --exact removes anything else, as sync does: a dependency dropped
+        # from pyproject.toml is gone at the next run. --package: that member alone.
+        member = ["--package", pkg.name] if monorepo.is_shared() else []
+        how, variables = ["--locked", "--exact", *member], own_environment(pkg)
+    else:
+        # --no-sync: the environment `sync` built, not one uv widens on the way.
+        how, variables = ["--no-sync"], {}
+    run("uv", "run", *how, "--directory", f"src/{pkg.dir_name}", *cmd, variables=variables)
 
 
 def test(name: str, isolated: bool = False) -> None:
@@ -108,13 +130,13 @@ def test(name: str, isolated: bool = False) -> None:
         with open(summary, "a", encoding="utf-8") as out:
             out.write(f"### Coverage of {pkg.dir_name}\n\n")
         cov.append(f"--cov-report=markdown-append:{summary}")
-    run(*in_package(pkg, "pytest", *cov, isolated=isolated))
+    in_package(pkg, "pytest", *cov, isolated=isolated)
 
 
 def typecheck(name: str, isolated: bool = False) -> None:
     pkg = package(name)
     targets = [pkg.dir_name, *(["tests"] if (pkg.path / "tests").is_dir() else [])]
-    run(*in_package(pkg, "mypy", f"--config-file={ROOT_CONFIG}", *targets, isolated=isolated))
+    in_package(pkg, "mypy", f"--config-file={ROOT_CONFIG}", *targets, isolated=isolated)
 
 
 def sync_dev(projects: list[str]) -> None:
@@ -179,7 +201,9 @@ def main(argv: list[str] | None = None) -> int:
         command_parser = sub.add_parser(command)
         command_parser.add_argument("package")
         command_parser.add_argument(
-            "--isolated", action="store_true", help="in a throwaway environment made from the lock"
+            "--isolated",
+            action="store_true",
+            help="in the package's own environment (src/<pkg>/.venv), made exact from the lock",
         )
     sub.add_parser("sync-dev").add_argument("projects", nargs="*")
     sub.add_parser("lock-check")
@@ -187,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("hadolint").add_argument("files", nargs="*")
     args = parser.parse_args(argv)
     if args.command == "sync":
-        sync(args.package)
+        sync(package(args.package))
     elif args.command == "test":
         test(args.package, args.isolated)
     elif args.command == "typecheck":
