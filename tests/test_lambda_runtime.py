@@ -19,6 +19,7 @@ import base64
 import hashlib
 import json
 import re
+import shutil
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -192,3 +193,43 @@ def test_pth_files_run_in_the_lambda_image(
         answer.log,
     )
     assert json.loads(answer.answer["body"])["ingested"] == ["landing/2026/01/data.csv"]
+
+
+# --------------------------------------------------------------------------- make invoke
+
+
+def test_make_invoke_builds_and_invokes_with_the_sample_event(
+    sample_image: tuple[Path, str], container_builder: ModuleType, tmp_path: Path
+) -> None:
+    """The generated repo's own `make invoke`, with DOCKER=podman (the Makefile's builder
+    variable) and the flags buildah needs in place of BuildKit's (--provenance is BuildKit's;
+    buildah 1.28 predefines no BUILDPLATFORM/TARGETPLATFORM)."""
+    repo = tmp_path / "repo"
+    shutil.copytree(sample_image[0], repo, symlinks=True)
+    flags = (
+        "--platform linux/amd64 --pull=never"
+        " --build-arg BUILDPLATFORM=linux/amd64 --build-arg TARGETPLATFORM=linux/amd64"
+    )
+    make = [
+        "make",
+        "invoke",
+        "DOCKER=podman",
+        f"LAMBDA_BUILD_FLAGS={flags}",
+        f"INVOKE_PORT={builder._free_port()}",
+    ]
+    try:
+        result = run(make, cwd=repo, env=container_builder.builder_env())
+    finally:
+        container_builder.remove_image(f"localhost/{INGESTION}")
+    lines = result.stdout.strip().splitlines()
+    answer = json.loads(lines[-2])
+    assert answer["statusCode"] == 200, result.stdout
+    assert json.loads(answer["body"])["ingested"] == ["landing/2026/01/data.csv"]
+    assert re.fullmatch(r"init duration: [0-9]+\.[0-9] ms", lines[-1]), lines[-1]
+
+    # Another event file, and a function that fails: the error object, exit status 1.
+    (repo / "bad.json").write_text('{"Records": [{"s3": "not an object"}]}')
+    failed = run([*make, "EVENT=bad.json"], cwd=repo, env=container_builder.builder_env(), check=False)
+    container_builder.remove_image(f"localhost/{INGESTION}")
+    assert failed.returncode != 0
+    assert "errorType" in failed.stdout, failed.stdout + failed.stderr
