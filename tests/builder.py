@@ -786,8 +786,8 @@ def ensure_lambda(version: str = PYTHON_VERSION, arch: str = "x86_64") -> str:
     if (version, arch) not in LAMBDA_STANDINS:
         raise BuilderUnavailable(f"no stand-in for {lambda_image(version, arch)}")
     name = lambda_image(version, arch)
-    entry = lambda_entry_files(version, arch)
     with setup_lock():
+        entry = lambda_entry_files(version, arch)
         if arch == "x86_64":
             _ensure_nopython()
             _build_standin(
@@ -900,11 +900,14 @@ def lambda_ric_dir(version: str, arch: str) -> Path:
     """awslambdaric and its dependencies for (Python version, arch), as /var/runtime holds them.
 
     uv's equivalent of ``pip install --target DIR --platform manylinux2014_<machine>
-    --only-binary=:all: --python-version <version> awslambdaric==<pin>``; cached.
+    --only-binary=:all: --python-version <version> awslambdaric==<pin>``, byte-compiled by
+    pyenv's CPython of that version (bytecode depends on the version, not the machine), as
+    the real image ships its runtime: an uncompiled one would add its compile time to every
+    cold start under a read-only root. Cached.
     """
     _check_arch(arch)
     target = CACHE / f"awslambdaric-{LAMBDA_RIC_VERSION}-py{version}-{arch}"
-    if (target / "awslambdaric" / "__main__.py").exists():
+    if (target / "awslambdaric" / "__pycache__").is_dir():
         return target
     with setup_lock():
         tmp = target.with_name(target.name + ".tmp")
@@ -920,6 +923,12 @@ def lambda_ric_dir(version: str, arch: str) -> Path:
             check=True,
         )  # fmt: skip
         (tmp / ".lock").unlink(missing_ok=True)  # uv's own, left in every --target
+        python = pyenv_prefix(version) / "bin" / f"python{version}"
+        subprocess.run(
+            [str(python), "-m", "compileall", "-q", "--invalidation-mode", "unchecked-hash",
+             str(tmp)],
+            check=True,
+        )  # fmt: skip
         shutil.rmtree(target, ignore_errors=True)
         tmp.rename(target)
     return target
@@ -929,7 +938,7 @@ def lambda_ric_tarball(version: str, arch: str) -> Path:
     """lambda_ric_dir as a tarball to ADD under /var/runtime (root-owned); cached."""
     folder = lambda_ric_dir(version, arch)
     out = folder.with_name(folder.name + ".tar")
-    if not out.exists():
+    if not out.exists() or out.stat().st_mtime < folder.stat().st_mtime:
         tmp = out.with_suffix(".tmp")
 
         def owned_by_root(info: tarfile.TarInfo) -> tarfile.TarInfo:
