@@ -51,7 +51,8 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterator
+import zipfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -456,12 +457,15 @@ CMD ["python3"]
 # LD_LIBRARY_PATH as in the real image, no package manager, and for 3.12+ no find/xargs
 # (AL2023-minimal). Differs: the root is Debian bookworm (glibc 2.36, newer than AL2's 2.26 and
 # AL2023's 2.34, so a wheel needing a newer glibc than Lambda's would still install and import
-# here), and the runtime interface is the fake one below. Adds the host CA bundle.
+# here), and the runtime interface client is PyPI's (see LAMBDA_BOOTSTRAP). Adds the host CA
+# bundle.
 LAMBDA_CONTAINERFILE = """\
 FROM {nopython}
 ADD cpython.tar /var/lang/
 COPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
-COPY fake_rie.py /var/runtime/fake_rie.py
+ADD runtime.tar /var/runtime/
+COPY bootstrap /var/runtime/bootstrap
+COPY aws-lambda-rie /usr/local/bin/aws-lambda-rie
 COPY lambda-entrypoint.sh /lambda-entrypoint.sh
 RUN mkdir -p /var/task /opt/bin && rm -rf {removed}
 ENV {env} {ssl}
@@ -469,21 +473,36 @@ WORKDIR /var/task
 ENTRYPOINT ["/lambda-entrypoint.sh"]
 """
 
-# The real Lambda base runs /lambda-entrypoint.sh with CMD as the handler name. The stand-in
-# entrypoint imports that handler and calls it with the JSON event read from stdin, which is
-# what a Lambda invocation exercises (import path, handler name, return value).
-FAKE_RIE = """\
-import importlib, json, os, sys
-sys.path.insert(0, os.environ.get("LAMBDA_TASK_ROOT", "/var/task"))
-module_name, _, func = sys.argv[1].rpartition(".")
-handler = getattr(importlib.import_module(module_name), func)
-raw = sys.stdin.read().strip()
-print(json.dumps(handler(json.loads(raw) if raw else {}, None)))
-"""
-
+# The real Lambda base's entry contract (aws-lambda-base-images, lambda-entrypoint.sh): CMD is
+# the handler name, exported as _HANDLER; without AWS_LAMBDA_RUNTIME_API (anywhere but AWS) the
+# Runtime Interface Emulator at /usr/local/bin/aws-lambda-rie starts the runtime and answers
+# invocations over HTTP on :8080; on AWS the runtime starts directly. Same text as the real one.
 LAMBDA_ENTRYPOINT = """\
 #!/bin/sh
-exec /var/lang/bin/python3 /var/runtime/fake_rie.py "$@"
+if [ $# -ne 1 ]; then
+  echo "entrypoint requires the handler name to be the first argument" 1>&2
+  exit 142
+fi
+export _HANDLER="$1"
+
+RUNTIME_ENTRYPOINT=/var/runtime/bootstrap
+if [ -z "${AWS_LAMBDA_RUNTIME_API}" ]; then
+  exec /usr/local/bin/aws-lambda-rie $RUNTIME_ENTRYPOINT
+else
+  exec $RUNTIME_ENTRYPOINT
+fi
+"""
+
+# Stands in for the real image's /var/runtime/bootstrap: AWS's runtime interface client
+# (awslambdaric, under /var/runtime) on the image's own Python, resolving the handler string
+# from _HANDLER, with the working directory (WORKDIR /var/task) on sys.path and no site
+# processing of it, as on AWS. Differs: the real image's bootstrap is AWS's own build of the
+# client, and this one is PyPI's awslambdaric (LAMBDA_RIC_VERSION).
+LAMBDA_BOOTSTRAP = """\
+#!/bin/sh
+export AWS_EXECUTION_ENV=AWS_Lambda_python{version}
+export PYTHONPATH=/var/runtime
+exec /var/lang/bin/python{version} -m awslambdaric "$_HANDLER"
 """
 
 # Stands in for ghcr.io/astral-sh/uv:<ver> (amd64 and arm64 instances, see ensure_uv): FROM
@@ -571,7 +590,7 @@ def _build_standin(
             dest.write_bytes(content)
         else:
             dest.write_text(content)
-        if fname.endswith(".sh") or fname in ("uv", "uvx"):
+        if fname.endswith(".sh") or fname in ("uv", "uvx", "bootstrap", "aws-lambda-rie"):
             dest.chmod(0o755)
     _run(
         [
@@ -768,8 +787,8 @@ def ensure_lambda(version: str = PYTHON_VERSION, arch: str = "x86_64") -> str:
     if (version, arch) not in LAMBDA_STANDINS:
         raise BuilderUnavailable(f"no stand-in for {lambda_image(version, arch)}")
     name = lambda_image(version, arch)
-    runtime = {"fake_rie.py": FAKE_RIE, "lambda-entrypoint.sh": LAMBDA_ENTRYPOINT}
     with setup_lock():
+        entry = lambda_entry_files(version, arch)
         if arch == "x86_64":
             _ensure_nopython()
             _build_standin(
@@ -783,21 +802,26 @@ def ensure_lambda(version: str = PYTHON_VERSION, arch: str = "x86_64") -> str:
                 {
                     "cpython.tar": cpython_tarball(version),
                     "ca-certificates.crt": HOST_CA,
-                    **runtime,
+                    "runtime.tar": lambda_ric_tarball(version, arch),
+                    "bootstrap": entry["/var/runtime/bootstrap"],
+                    "aws-lambda-rie": entry["/usr/local/bin/aws-lambda-rie"],
+                    "lambda-entrypoint.sh": entry["/lambda-entrypoint.sh"],
                 },
             )
         else:
-            # Stands in for public.ecr.aws/lambda/python:3.X-arm64: the real configuration and
-            # layout (/var/lang/bin/python3.X, /var/task, /var/runtime, the entrypoint), no
-            # package manager, no find/xargs for 3.12+. Differs: a Debian arm64 root
-            # (ARM64_SUITES) whose python3.X /var/lang/bin links to, Debian's patch release,
-            # and the fake runtime interface. Built by podman import: nothing arm64 RUNs.
+            # Stands in for public.ecr.aws/lambda/python:3.X-arm64: the real configuration,
+            # layout (/var/lang/bin/python3.X, /var/task, /var/runtime) and entry contract
+            # (the entrypoint, the arm64 emulator, the runtime interface client for aarch64),
+            # no package manager, no find/xargs for 3.12+. Differs: a Debian arm64 root
+            # (ARM64_SUITES) whose python3.X /var/lang/bin links to, Debian's patch release.
+            # Built by podman import: nothing arm64 RUNs.
+            ric_files, ric_dirs = _tree_entries(lambda_ric_dir(version, arch), "/var/runtime")
             edit = RootfsEdit(
                 drop=(*lambda_removed_paths(version), "/usr/bin/python3"),
                 files={
                     "/etc/ssl/certs/ca-certificates.crt": (HOST_CA.read_bytes(), 0o644),
-                    "/var/runtime/fake_rie.py": (FAKE_RIE.encode(), 0o644),
-                    "/lambda-entrypoint.sh": (LAMBDA_ENTRYPOINT.encode(), 0o755),
+                    **{path: (Path(src).read_bytes(), 0o755) for path, src in entry.items()},
+                    **ric_files,
                 },
                 symlinks={
                     f"/var/lang/bin/python{version}": f"/usr/bin/python{version}",
@@ -813,6 +837,7 @@ def ensure_lambda(version: str = PYTHON_VERSION, arch: str = "x86_64") -> str:
                     "/var/task",
                     "/var/runtime",
                     "/opt/bin",
+                    *ric_dirs,
                 ),
             )
             changes = [
@@ -823,6 +848,141 @@ def ensure_lambda(version: str = PYTHON_VERSION, arch: str = "x86_64") -> str:
             ]
             _import_standin(name, arm64_rootfs_tar(ARM64_SUITES[version]), edit, changes)
     return name
+
+
+# --------------------------------------------------------------------------- Lambda entry contract
+
+# The Runtime Interface Emulator ships, as static binaries for both architectures, inside the
+# aws-sam-cli wheel (samcli/local/rapid/aws-lambda-rie-<arch>); only the wheel is downloaded.
+AWS_SAM_CLI_VERSION = "1.170.0"
+# AWS's runtime interface client for Python (manylinux2014 wheels; it needs simplejson).
+LAMBDA_RIC_VERSION = "4.2.2"
+# pip, pinned, only to download the aws-sam-cli wheel (uv has no download command).
+PIP_VERSION = "25.3"
+RIE_ARCH = {"x86_64": "x86_64", "arm64": "arm64"}
+WHEEL_MACHINE = {"x86_64": "x86_64", "arm64": "aarch64"}
+
+
+def rie_binary(arch: str = "x86_64") -> Path:
+    """The Runtime Interface Emulator for arch, extracted from the aws-sam-cli wheel; cached.
+
+    Downloads the wheel alone (no dependencies, nothing installed) the first time.
+    Raises BuilderUnavailable if the wheel does not hold the binary.
+    """
+    _check_arch(arch)
+    folder = CACHE / f"aws-sam-cli-{AWS_SAM_CLI_VERSION}"
+    out = folder / f"aws-lambda-rie-{RIE_ARCH[arch]}"
+    if out.exists():
+        return out
+    with setup_lock():
+        wheels = sorted(folder.glob("aws_sam_cli-*.whl"))
+        if not wheels:
+            subprocess.run(
+                [
+                    "uvx", "--from", f"pip=={PIP_VERSION}", "pip", "download", "--quiet",
+                    "--no-deps", "--only-binary=:all:", "--dest", str(folder),
+                    f"aws-sam-cli=={AWS_SAM_CLI_VERSION}",
+                ],
+                check=True,
+            )  # fmt: skip
+            wheels = sorted(folder.glob("aws_sam_cli-*.whl"))
+        member = f"samcli/local/rapid/aws-lambda-rie-{RIE_ARCH[arch]}"
+        with zipfile.ZipFile(wheels[0]) as wheel:
+            if member not in wheel.namelist():
+                raise BuilderUnavailable(f"{wheels[0].name} holds no {member}")
+            tmp = out.with_suffix(".tmp")
+            tmp.write_bytes(wheel.read(member))
+        tmp.chmod(0o755)
+        tmp.rename(out)
+    return out
+
+
+def lambda_ric_dir(version: str, arch: str) -> Path:
+    """awslambdaric and its dependencies for (Python version, arch), as /var/runtime holds them.
+
+    uv's equivalent of ``pip install --target DIR --platform manylinux2014_<machine>
+    --only-binary=:all: --python-version <version> awslambdaric==<pin>``, byte-compiled by
+    pyenv's CPython of that version (bytecode depends on the version, not the machine), as
+    the real image ships its runtime: an uncompiled one would add its compile time to every
+    cold start under a read-only root. Cached.
+    """
+    _check_arch(arch)
+    target = CACHE / f"awslambdaric-{LAMBDA_RIC_VERSION}-py{version}-{arch}"
+    if (target / "awslambdaric" / "__pycache__").is_dir():
+        return target
+    with setup_lock():
+        tmp = target.with_name(target.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        subprocess.run(
+            [
+                "uv", "pip", "install", "--quiet", "--no-build", "--no-compile",
+                "--python", sys.executable,
+                "--python-platform", f"{WHEEL_MACHINE[arch]}-manylinux_2_17",
+                "--python-version", version, "--target", str(tmp),
+                f"awslambdaric=={LAMBDA_RIC_VERSION}",
+            ],
+            check=True,
+        )  # fmt: skip
+        (tmp / ".lock").unlink(missing_ok=True)  # uv's own, left in every --target
+        python = pyenv_prefix(version) / "bin" / f"python{version}"
+        subprocess.run(
+            [str(python), "-m", "compileall", "-q", "--invalidation-mode", "unchecked-hash",
+             str(tmp)],
+            check=True,
+        )  # fmt: skip
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)
+    return target
+
+
+def lambda_ric_tarball(version: str, arch: str) -> Path:
+    """lambda_ric_dir as a tarball to ADD under /var/runtime (root-owned); cached."""
+    folder = lambda_ric_dir(version, arch)
+    out = folder.with_name(folder.name + ".tar")
+    if not out.exists() or out.stat().st_mtime < folder.stat().st_mtime:
+        tmp = out.with_suffix(".tmp")
+
+        def owned_by_root(info: tarfile.TarInfo) -> tarfile.TarInfo:
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
+            return info
+
+        with tarfile.open(tmp, "w") as tf:
+            for child in sorted(folder.iterdir()):
+                tf.add(child, child.name, filter=owned_by_root)
+        tmp.rename(out)
+    return out
+
+
+def lambda_entry_files(version: str, arch: str) -> dict[str, Path]:
+    """Image path -> host file of the entry contract: the entrypoint, the bootstrap, the RIE."""
+    folder = CACHE / "lambda-entry" / version
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {
+        "/lambda-entrypoint.sh": LAMBDA_ENTRYPOINT,
+        "/var/runtime/bootstrap": LAMBDA_BOOTSTRAP.format(version=version),
+    }
+    out = {}
+    for path, text in files.items():
+        host = folder / Path(path).name
+        if not host.exists() or host.read_text() != text:
+            host.write_text(text)
+        out[path] = host
+    out["/usr/local/bin/aws-lambda-rie"] = rie_binary(arch)
+    return out
+
+
+def _tree_entries(folder: Path, under: str) -> tuple[dict[str, tuple[bytes, int]], list[str]]:
+    """A host folder as RootfsEdit files and dirs below the image path `under`."""
+    files: dict[str, tuple[bytes, int]] = {}
+    dirs: list[str] = []
+    for path in sorted(folder.rglob("*")):
+        inside = f"{under}/{path.relative_to(folder)}"
+        if path.is_dir():
+            dirs.append(inside)
+        else:
+            files[inside] = (path.read_bytes(), 0o755 if path.stat().st_mode & 0o111 else 0o644)
+    return files, dirs
 
 
 def _uv_binaries(uv_version: str, arch: str = "x86_64") -> dict[str, Path]:
@@ -1445,3 +1605,179 @@ def start_engine(root: Path = ENGINE_DIR, timeout: float = 90) -> Engine:
         engine.stop()
         raise
     return engine
+# --------------------------------------------------------------------------- Lambda invocations
+
+# The path every Lambda image's emulator answers invocations on.
+INVOKE_PATH = "/2015-03-31/functions/function/invocations"
+_INIT_REPORT = re.compile(r"INIT REPORT\(durationMs: ?([0-9.]+)\)")
+
+
+@dataclass
+class Invocation:
+    """One invocation through the Runtime Interface Emulator: HTTP status, answer, logs."""
+
+    status: int
+    answer: object  # the JSON response (the handler's return value, or Lambda's error object)
+    log: str  # the emulator's and the runtime's output so far
+
+    @property
+    def init_ms(self) -> float | None:
+        """The init duration the emulator reported (INIT REPORT), None before any init."""
+        found = _INIT_REPORT.findall(self.log)
+        return float(found[-1]) if found else None
+
+
+def _post(port: int, event: object, timeout: float) -> tuple[int, object]:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{INVOKE_PATH}", data=json.dumps(event).encode(), method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            status, body = response.status, response.read()
+    except urllib.error.HTTPError as err:
+        status, body = err.code, err.read()
+    return status, json.loads(body) if body.strip() else None
+
+
+def _wait_for_port(port: int, alive, timeout: float) -> None:
+    import socket
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive():
+            raise AssertionError("the Lambda emulator exited before it listened")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"the Lambda emulator did not listen on {port} in {timeout} s")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def lambda_container(
+    image: str,
+    *args: str,
+    env: dict[str, str] | None = None,
+    volumes: dict[Path | str, str] | None = None,
+    timeout: float = 60,
+) -> Iterator[Callable[[object], Invocation]]:
+    """Run a Lambda image as `docker run -p 9000:8080 IMAGE` would, read-only, and yield
+    invoke(event) -> Invocation over HTTP.
+
+    The image's own ENTRYPOINT and CMD (args replace CMD) start its emulator; the root
+    filesystem is read-only, with podman's tmpfs /tmp as Lambda's writable /tmp. The
+    container is removed on exit. AssertionError if the emulator never listens.
+    """
+    port = _free_port()
+    cmd = ["podman", "run", "-d", "--rm", "--pull=never", "--read-only"]
+    cmd += ["-p", f"127.0.0.1:{port}:8080"]
+    for key, value in (env or {}).items():
+        cmd += ["-e", f"{key}={value}"]
+    for host, inside in (volumes or {}).items():
+        cmd += ["-v", f"{host}:{inside}"]
+    ctr = _run([*cmd, image, *args], capture_output=True).stdout.strip().splitlines()[-1]
+
+    def alive() -> bool:
+        state = _run(
+            ["podman", "container", "inspect", "--format", "{{.State.Running}}", ctr],
+            capture_output=True,
+            check=False,
+        )
+        return state.stdout.strip() == "true"
+
+    def logs() -> str:
+        out = _run(["podman", "logs", ctr], capture_output=True, check=False)
+        return out.stdout + out.stderr
+
+    def invoke(event: object) -> Invocation:
+        status, answer = _post(port, event, timeout)
+        return Invocation(status, answer, logs())
+
+    try:
+        _wait_for_port(port, alive, timeout)
+        yield invoke
+    finally:
+        _run(["podman", "rm", "-f", "-t", "0", ctr], capture_output=True, check=False)
+
+
+@contextlib.contextmanager
+def lambda_rie_arm64(
+    root: Path,
+    python: str,
+    handler: str = "lambda_function.handler",
+    env: dict[str, str] | None = None,
+    task: Path | None = None,
+    timeout: float = 120,
+) -> Iterator[Callable[[object], Invocation]]:
+    """An exported arm64 Lambda image run the way its entrypoint runs it, under user-mode qemu.
+
+    No binfmt_misc handler runs arm64 programs here, so the host's x86_64 emulator (the same
+    release as the image's) starts ``qemu-aarch64-static -L ROOT ROOT/var/lang/bin/python<v>
+    -m awslambdaric <handler>`` with the image's /var/runtime on PYTHONPATH and ROOT/var/task
+    as working directory (or task), as the image's bootstrap does. Yields invoke(event) -> Invocation.
+    Init durations measure qemu, not Graviton.
+    """
+    port, api_port = _free_port(), _free_port()
+    program = resolve_in_root(root, f"/var/lang/bin/python{python}")
+    log = tempfile.TemporaryFile(mode="w+")
+    child_env = {
+        **LAMBDA_ENV,
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": "/var/runtime",
+        "_HANDLER": handler,
+        **(env or {}),
+    }
+    proc = subprocess.Popen(
+        [
+            str(rie_binary("x86_64")),
+            "--runtime-interface-emulator-address",
+            f"127.0.0.1:{port}",
+            "--runtime-api-address",
+            f"127.0.0.1:{api_port}",
+            qemu_aarch64(),
+            "-L",
+            str(root),
+            str(program),
+            "-m",
+            "awslambdaric",
+            handler,
+        ],
+        cwd=task or root / "var" / "task",
+        env=child_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+    def logs() -> str:
+        log.flush()
+        log.seek(0)
+        return log.read()
+
+    def invoke(event: object) -> Invocation:
+        status, answer = _post(port, event, timeout)
+        return Invocation(status, answer, logs())
+
+    try:
+        _wait_for_port(port, lambda: proc.poll() is None, timeout)
+        yield invoke
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()

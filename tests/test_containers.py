@@ -292,8 +292,10 @@ def test_lambda_image_answers_an_event(
     )
     assert container_builder.inspect(image)["Config"]["Cmd"] == ["lambda_function.handler"]
 
-    # The base image's entrypoint imports CMD's handler and calls it with the event.
-    answer = json.loads(container_builder.run(image, stdin=json.dumps(S3_EVENT)).stdout)
+    # The base image's entrypoint starts the emulator and the runtime interface client, which
+    # resolves CMD's handler; invoked over HTTP, read-only (test_lambda_runtime.py has more).
+    with container_builder.lambda_container(image) as invoke:
+        answer = invoke(S3_EVENT).answer
     assert answer["statusCode"] == 200
     assert json.loads(answer["body"])["ingested"] == ["landing/in/a.csv"]
 

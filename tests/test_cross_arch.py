@@ -95,6 +95,21 @@ def test_default_lambda_handler_answers_on_aarch64(default_lambda, arm64_builder
     assert json.loads(answer["body"])["ingested"] == ["landing/in/a.csv"]
 
 
+def test_default_lambda_image_answers_through_its_runtime_on_aarch64(
+    default_lambda, arm64_builder
+) -> None:
+    """As AWS runs it: the emulator starts the image's arm64 runtime interface client (under
+    user-mode qemu), which resolves CMD's handler; invoked over HTTP with the repo's own sample
+    event. The init duration is qemu's, not Graviton's: it is only checked to be reported."""
+    repo, root = default_lambda
+    event = json.loads((repo / "src/nt_ingestion/events/s3-put.json").read_text())
+    with arm64_builder.lambda_rie_arm64(root, "3.13") as invoke:
+        answer = invoke(event)
+    assert answer.status == 200, answer.log
+    assert json.loads(answer.answer["body"])["ingested"] == ["landing/2026/01/data.csv"]
+    assert answer.init_ms is not None and answer.init_ms > 0, answer.log
+
+
 @pytest.fixture(scope="module")
 def ecs_arm64(arm64_builder: ModuleType, make_project, tmp_path_factory) -> tuple[Path, Path]:
     """An ecs_architecture=arm64 repo (Python 3.11: Debian bookworm's arm64 interpreter)."""

@@ -114,27 +114,87 @@ def test_lambda_standins_carry_the_real_configuration(
     assert not os.path.lexists(root / "usr/bin/python3")
 
 
+# A handler that reports what the runtime gave it, and whether a .pth file next to it ran: on
+# AWS /var/task is on sys.path but not a site directory, so it must not have.
+PROBE_APP = """\
+import os, sys
+def handler(event, context):
+    return {
+        "version": list(sys.version_info[:2]),
+        "got": event,
+        "exe": sys.executable,
+        "handler": os.environ.get("_HANDLER"),
+        "pth_ran": "PTH_RAN" in os.environ,
+        "request_id": context.aws_request_id,
+    }
+"""
+
+
+def _probe_task(folder: Path) -> Path:
+    folder.mkdir(exist_ok=True)
+    (folder / "app.py").write_text(PROBE_APP)
+    (folder / "probe.pth").write_text("import os; os.environ['PTH_RAN'] = '1'\n")
+    folder.chmod(0o755)
+    for path in folder.iterdir():
+        path.chmod(0o644)
+    return folder
+
+
+def _check_probe_answer(answer: builder.Invocation, version: str) -> None:
+    assert answer.status == 200, answer.log
+    got = answer.answer
+    assert got["version"] == [int(p) for p in version.split(".")]
+    assert got["got"] == {"n": 1} and got["handler"] == "app.handler"
+    assert got["exe"].startswith("/var/lang/bin/")
+    assert got["request_id"], got
+    assert got["pth_ran"] is False, "the task folder must not be a site directory"
+    assert answer.init_ms is not None and answer.init_ms > 0, answer.log
+
+
+@pytest.mark.parametrize(("version", "arch"), LAMBDA_STANDINS, ids=lambda v: v)
+def test_lambda_standins_carry_the_real_entry_contract(
+    version: str, arch: str, arm64_builder: ModuleType
+) -> None:
+    """The emulator, the runtime interface client for the image's machine and Python, the
+    entrypoint and bootstrap, where the real image has them."""
+    root = _rootfs("lambda", version, arch)
+    machine = {"x86_64": "x86_64", "arm64": "aarch64"}[arch]
+    assert artifacts.elf_machine(root / "usr/local/bin/aws-lambda-rie") == machine
+    runtime = root / "var" / "runtime"
+    assert (runtime / "awslambdaric" / "__main__.py").is_file()
+    assert (runtime / "simplejson").is_dir()
+    tag = f"cpython-{version.replace('.', '')}"
+    natives = [p for p in runtime.rglob("*.so") if tag in p.name]
+    assert natives and {artifacts.elf_machine(p) for p in natives} == {machine}, natives
+    entrypoint = (root / "lambda-entrypoint.sh").read_text()
+    assert 'export _HANDLER="$1"' in entrypoint
+    assert "exec /usr/local/bin/aws-lambda-rie $RUNTIME_ENTRYPOINT" in entrypoint
+    bootstrap = (runtime / "bootstrap").read_text()
+    assert f"/var/lang/bin/python{version} -m awslambdaric" in bootstrap
+    for program in ("lambda-entrypoint.sh", "var/runtime/bootstrap", "usr/local/bin/aws-lambda-rie"):
+        assert (root / program).stat().st_mode & 0o111, program
+
+
 @pytest.mark.parametrize("version", ["3.11", "3.12", "3.13"])
-def test_x86_lambda_standins_invoke_a_handler(
+def test_x86_lambda_standins_invoke_a_handler_over_http(
     version: str, container_builder: ModuleType, tmp_path: Path
 ) -> None:
-    (tmp_path / "app.py").write_text(
-        "import sys\n"
-        "def handler(event, context):\n"
-        "    return {'version': list(sys.version_info[:2]), 'got': event, 'exe': sys.executable}\n"
-    )
-    tmp_path.chmod(0o755)
-    (tmp_path / "app.py").chmod(0o644)
-    out = container_builder.run(
-        builder.ensure_lambda(version, "x86_64"),
-        "app.handler",
-        stdin=json.dumps({"n": 1}),
-        volumes={tmp_path: "/var/task:ro"},
-    ).stdout
-    answer = json.loads(out.splitlines()[-1])
-    assert answer["version"] == [int(p) for p in version.split(".")]
-    assert answer["got"] == {"n": 1}
-    assert answer["exe"].startswith("/var/lang/bin/")
+    """`docker run -p 9000:8080 IMAGE app.handler`, read-only: the entrypoint starts the
+    emulator, the client resolves the handler, and .pth files in the task folder stay inert."""
+    task = _probe_task(tmp_path / "task")
+    with container_builder.lambda_container(
+        builder.ensure_lambda(version, "x86_64"), "app.handler", volumes={task: "/var/task:ro"}
+    ) as invoke:
+        answer = invoke({"n": 1})
+    _check_probe_answer(answer, version)
+
+
+def test_lambda_entrypoint_wants_one_handler_name(container_builder: ModuleType) -> None:
+    """As the real entrypoint: no handler (no CMD) is refused with its message and code 142."""
+    image = builder.ensure_lambda("3.13", "x86_64")
+    refused = container_builder.run(image, "a.handler", "extra", check=False)
+    assert refused.returncode == 142
+    assert "entrypoint requires the handler name" in refused.stderr
 
 
 # --------------------------------------------------------------------------- ECS slim
@@ -199,15 +259,15 @@ def test_run_arm64_runs_the_standins_python_in_user_mode_qemu(
     assert json.loads(out) == ["aarch64", [int(p) for p in version.split(".")]]
 
     if kind == "lambda":
-        # The stand-in's own fake runtime interface, run the same way on a handler.
-        (tmp_path / "app.py").write_text(
-            "def handler(event, context):\n    return event['n'] * 2\n"
-        )
-        env = {"LAMBDA_TASK_ROOT": str(tmp_path), "PATH": "/var/lang/bin:/usr/bin:/bin"}
-        answer = builder.run_arm64(
-            root, [python, "/var/runtime/fake_rie.py", "app.handler"], env=env, stdin='{"n": 21}'
-        )
-        assert answer.stdout.strip() == "42"
+        # The image's own runtime interface client, started by the host's emulator through
+        # qemu the way the image's bootstrap starts it.
+        task = _probe_task(tmp_path / "task")
+        with builder.lambda_rie_arm64(root, version, "app.handler", task=task) as invoke:
+            answer = invoke({"n": 1})
+        # qemu runs /var/lang/bin/python3.X's target as a host path: ROOT/usr/bin/python3.X.
+        assert answer.answer["exe"] == f"{root}/usr/bin/python{version}", answer.answer
+        answer.answer["exe"] = f"/var/lang/bin/python{version}"
+        _check_probe_answer(answer, version)
 
 
 CROSS_DOCKERFILE = """\
