@@ -27,7 +27,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import aws_env, copy_template, new_bucket, run, s3_client
+from artifact_stores import Store
+from conftest import copy_template, run, s3_client
 from venv_tarballs import JOB_SCRIPT, sha256, venv_tarball
 
 PKG = "nt_api"
@@ -38,29 +39,6 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return copy_template(
         tmp_path_factory.mktemp("release") / "repo", tasks=False, deploy_targets=["ecs"]
     )
-
-
-class Store:
-    """Where releases go: a directory, or an S3 prefix on moto, and how to read it back."""
-
-    def __init__(self, kind: str, root: Path, moto: dict[str, str] | None) -> None:
-        self.kind, self.moto = kind, moto
-        if kind == "s3":
-            self.bucket = new_bucket(moto)
-            self.uri = f"s3://{self.bucket}/venvs"
-            self.env = aws_env(moto)
-        else:
-            self.uri = str(root / "artifacts")
-            self.env = aws_env({})
-
-    def read(self, name: str) -> bytes:
-        if self.kind == "s3":
-            obj = s3_client(self.moto).get_object(Bucket=self.bucket, Key=f"venvs/{name}")
-            return obj["Body"].read()
-        return (Path(self.uri) / name).read_bytes()
-
-    def where(self, name: str) -> str:
-        return f"{self.uri}/{name}"
 
 
 @pytest.fixture(params=["dir", "s3"])

@@ -19,13 +19,12 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from artifact_stores import Store
 from conftest import (
     MOTO_CREDENTIALS,
     aws_env,
     copy_template,
-    new_bucket,
     run,
-    s3_client,
 )
 from venv_tarballs import sha256, venv_tarball
 
@@ -38,36 +37,6 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return copy_template(
         tmp_path_factory.mktemp("names") / "repo", tasks=False, deploy_targets=["ecs"]
     )
-
-
-class Store:
-    """A directory, or a prefix in a bucket of moto's S3: where releases go, and what is there."""
-
-    def __init__(self, kind: str, root: Path, moto: dict[str, str] | None) -> None:
-        self.kind, self.moto = kind, moto
-        if kind == "s3":
-            self.bucket = new_bucket(moto)
-            self.uri = f"s3://{self.bucket}/venvs"
-            self.env = aws_env(moto)
-        else:
-            self.uri = str(root / "artifacts")
-            self.env = aws_env({})
-
-    def where(self, name: str) -> str:
-        return f"{self.uri}/{name}"
-
-    def keys(self) -> list[str]:
-        if self.kind == "s3":
-            listed = s3_client(self.moto).list_objects_v2(Bucket=self.bucket)
-            return sorted(obj["Key"].removeprefix("venvs/") for obj in listed.get("Contents", []))
-        root = Path(self.uri)
-        if not root.exists():
-            return []
-        return sorted(
-            p.relative_to(root).as_posix()
-            for p in root.rglob("*")
-            if p.is_file() and not p.name.endswith(".sha256")
-        )
 
 
 @pytest.fixture(params=["dir", "s3"])
