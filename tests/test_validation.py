@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import textwrap
 from contextvars import ContextVar
 from pathlib import Path
 
@@ -76,30 +75,11 @@ def test_validators_still_tell_a_copy_from_an_update(tmp_path: Path) -> None:
         "Find what this Copier offers (is `_copier_operation` in the questions' context now?) "
         "and change copier_operation to it."
     )
-    template = tmp_path / "template"
-    (template / "extensions").mkdir(parents=True)
-    shutil.copy(TEMPLATE / "extensions" / "validators.py", template / "extensions")
-    (template / "copier.yml").write_text(
-        textwrap.dedent(
-            """\
-            _jinja_extensions:
-              - copier_template_extensions.TemplateExtensionLoader
-              - extensions/validators.py:AnswerValidators
-            _exclude: [extensions, copier.yml, .git]
-            name:
-              type: str
-              default: billing
-              validator: "{{ name | package_exists_problem('nt', _copier_conf.dst_path) }}"
-            """
-        )
+    template = one_question_template(
+        tmp_path,
+        "default: billing",
+        "validator: \"{{ name | package_exists_problem('nt', _copier_conf.dst_path) }}\"",
     )
-    (template / "{{ _copier_conf.answers_file }}.jinja").write_text(
-        "{{ _copier_answers|to_nice_yaml }}"
-    )
-    (template / "version.txt").write_text("1\n")
-    git(template, "init", "--quiet", "--initial-branch=main")
-    commit_all(template, "1.0.0")
-    git(template, "tag", "1.0.0")
 
     options = {"defaults": True, "unsafe": True, "quiet": True}
     repo = tmp_path / "repo"
@@ -190,29 +170,9 @@ def test_both_sides_hold_the_same_package_name_rules(render) -> None:
 def test_names_refused_today_still_update(tmp_path: Path) -> None:
     """A package added before the prefix and length rules keeps updating: Copier replays its
     stored answers through the same validator, which refuses such names on copy only."""
-    template = tmp_path / "template"
-    (template / "extensions").mkdir(parents=True)
-    shutil.copy(TEMPLATE / "extensions" / "validators.py", template / "extensions")
-    (template / "copier.yml").write_text(
-        textwrap.dedent(
-            """\
-            _jinja_extensions:
-              - copier_template_extensions.TemplateExtensionLoader
-              - extensions/validators.py:AnswerValidators
-            _exclude: [extensions, copier.yml, .git]
-            name:
-              type: str
-              validator: "{{ name | package_name_problem('nt') }}"
-            """
-        )
+    template = one_question_template(
+        tmp_path, "validator: \"{{ name | package_name_problem('nt') }}\""
     )
-    (template / "{{ _copier_conf.answers_file }}.jinja").write_text(
-        "{{ _copier_answers|to_nice_yaml }}"
-    )
-    (template / "version.txt").write_text("1\n")
-    git(template, "init", "--quiet", "--initial-branch=main")
-    commit_all(template, "1.0.0")
-    git(template, "tag", "1.0.0")
 
     options = {"defaults": True, "unsafe": True, "quiet": True}
     repo = tmp_path / "repo"
@@ -231,3 +191,27 @@ def test_names_refused_today_still_update(tmp_path: Path) -> None:
     run_update(repo, overwrite=True, **options)
     assert (repo / "version.txt").read_text() == "2\n", "the update went through"
     assert "name: nt_billing" in answers.read_text()
+
+
+def one_question_template(tmp_path: Path, *question: str) -> Path:
+    """A template tagged 1.0.0 with this repo's validators and one question, `name`, whose
+    settings are the given YAML lines: Copier replays it on update like the real one."""
+    template = tmp_path / "template"
+    (template / "extensions").mkdir(parents=True)
+    shutil.copy(TEMPLATE / "extensions" / "validators.py", template / "extensions")
+    settings = "".join(f"\n  {line}" for line in question)
+    (template / "copier.yml").write_text(
+        "_jinja_extensions:\n"
+        "  - copier_template_extensions.TemplateExtensionLoader\n"
+        "  - extensions/validators.py:AnswerValidators\n"
+        "_exclude: [extensions, copier.yml, .git]\n"
+        f"name:\n  type: str{settings}\n"
+    )
+    (template / "{{ _copier_conf.answers_file }}.jinja").write_text(
+        "{{ _copier_answers|to_nice_yaml }}"
+    )
+    (template / "version.txt").write_text("1\n")
+    git(template, "init", "--quiet", "--initial-branch=main")
+    commit_all(template, "1.0.0")
+    git(template, "tag", "1.0.0")
+    return template
