@@ -47,6 +47,20 @@ CONTAINER_ANSWERS = {
 S3_EVENT = {"Records": [{"s3": {"bucket": {"name": "landing"}, "object": {"key": "in/a.csv"}}}]}
 
 
+def invoke(container_builder: ModuleType, image: str, event: dict) -> tuple[dict, list[dict]]:
+    """The Lambda image's handler called by the image's own Python with a context object, as
+    Lambda calls it (the stand-in entrypoint passes none): its answer and its JSON log lines."""
+    out = container_builder.run(
+        image,
+        "-c",
+        builder.CALL_HANDLER.format(checks=""),
+        entrypoint="/var/lang/bin/python3",
+        stdin=json.dumps(event),
+        env={"LAMBDA_TASK_ROOT": "/var/task"},
+    ).stdout.splitlines()
+    return json.loads(out[-1]), [json.loads(line) for line in out[:-1]]
+
+
 def artifact_name(naming: str, package: str, version: str) -> str:
     return (
         f"{package}/venv_{version}.tar.gz"
@@ -289,10 +303,14 @@ def test_lambda_image_answers_an_event(
     )
     assert container_builder.inspect(image)["Config"]["Cmd"] == ["lambda_function.handler"]
 
-    # The base image's entrypoint imports CMD's handler and calls it with the event.
-    answer = json.loads(container_builder.run(image, stdin=json.dumps(S3_EVENT)).stdout)
+    # CMD's handler, called with the event and a context: pydantic(-core) and Powertools inside.
+    answer, logs = invoke(container_builder, image, S3_EVENT)
     assert answer["statusCode"] == 200
     assert json.loads(answer["body"])["ingested"] == ["landing/in/a.csv"]
+    (line,) = logs
+    assert line["message"] == "ingesting objects" and line["service"] == INGESTION
+    assert line["cold_start"] is True
+    assert line["function_request_id"] == builder.LAMBDA_REQUEST_ID
 
     # Read on the host: the AL2023 bases have no find, and the image needs no tool of its own.
     root = container_builder.export_rootfs(image)
@@ -433,6 +451,7 @@ def test_packages_added_later_build_with_the_same_dockerfiles(
         tag=image,
         build_args={"SERVICE_NAME": f"{PREFIX}_webhook"},
     )
-    answer = json.loads(container_builder.run(image, stdin=json.dumps({"detail": 1})).stdout)
+    answer, logs = invoke(container_builder, image, {"detail": 1})
     assert answer == {"statusCode": 200, "body": json.dumps({"received": ["detail"]})}
+    assert [(line["message"], line["cold_start"]) for line in logs] == [("invoked", True)]
     container_builder.remove_image(image)
