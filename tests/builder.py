@@ -1299,16 +1299,27 @@ def run_arm64(
     return proc
 
 
+# Python that calls lambda_function.handler with the JSON event on stdin and a context object
+# carrying what Lambda's does (the request id, the function's name, memory and ARN: Powertools'
+# Logger reads them), and prints the answer as the last stdout line.
+LAMBDA_REQUEST_ID = "8f5a0c1e-0000-4000-8000-00000000cafe"
+CALL_HANDLER = (
+    "import json, sys, types; sys.path.insert(0, '/var/task'); import lambda_function;"
+    "{checks}"
+    "context = types.SimpleNamespace(aws_request_id='" + LAMBDA_REQUEST_ID + "',"
+    " function_name='function', memory_limit_in_mb=128,"
+    " invoked_function_arn='arn:aws:lambda:eu-west-1:123456789012:function:function');"
+    "print(json.dumps(lambda_function.handler(json.loads(sys.stdin.read()), context)))"
+)
+
+
 def call_handler_arm64(root: Path, python: str, event: dict, checks: str = "") -> dict:
     """Call an exported arm64 Lambda image's handler with the image's own Python, in qemu
     user mode, as the runtime would: /var/task first on the path, LAMBDA_TASK_ROOT and LANG
-    set as Lambda sets them. `checks` is Python run first, after the handler's import.
+    set as Lambda sets them, a context object as Lambda passes one. `checks` is Python run
+    first, after the handler's import.
     """
-    code = (
-        "import json, sys; sys.path.insert(0, '/var/task'); import lambda_function;"
-        f"{checks}"
-        "print(json.dumps(lambda_function.handler(json.loads(sys.stdin.read()), None)))"
-    )
+    code = CALL_HANDLER.format(checks=checks)
     result = run_arm64(
         root,
         [f"/var/lang/bin/python{python}", "-c", code],

@@ -48,7 +48,7 @@ def test_a_change_inside_api_affects_only_api(project: tuple[Path, str]) -> None
 
 def test_a_change_in_common_affects_it_and_every_dependent(project: tuple[Path, str]) -> None:
     repo, base = project
-    assert change(repo, base, f"src/{COMMON}/{COMMON}/logs.py") == EVERYTHING
+    assert change(repo, base, f"src/{COMMON}/{COMMON}/settings.py") == EVERYTHING
 
 
 @pytest.mark.parametrize(
@@ -102,7 +102,7 @@ def test_a_new_package_joins_the_graph_without_edits(project: tuple[Path, str]) 
     run(["uv", "lock", "--quiet", *(["--project", str(report)] if independent else [])], cwd=repo)
     with_report = commit_all(repo, "Add acme_report")
     assert change(repo, with_report, f"src/{API}/{API}/job.py") == [API, "acme_report"]
-    assert change(repo, with_report, f"src/{COMMON}/{COMMON}/logs.py") == [
+    assert change(repo, with_report, f"src/{COMMON}/{COMMON}/settings.py") == [
         *EVERYTHING,
         "acme_report",
     ]

@@ -12,6 +12,8 @@ import tarfile
 from pathlib import Path
 from types import ModuleType
 
+from conftest import run
+
 import builder
 import pytest
 
@@ -22,6 +24,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.containers]
 API = "nt_api"
 SECRETS = [
     ".env",
+    ".env.local",
     ".env.production",
     ".envrc",
     "deploy.key",
@@ -87,3 +90,15 @@ def test_no_secret_reaches_an_image_build_context(
     container_builder.remove_image("localhost/cumt-context-probe")
     # The planted files are really in the working copy: only the build context skips them.
     assert (repo_with_secrets / "src/nt_api/nt_api/.aws/credentials").read_text().startswith(CANARY)
+
+
+def test_git_never_tracks_an_env_file(repo_with_secrets: Path) -> None:
+    """`make run` reads .env (settings, secrets among them): git ignores every env file, at the
+    root and in the packages, so `git add -A` cannot commit one."""
+    status = run(
+        ["git", "status", "--porcelain", "--ignored", "--untracked-files=all"],
+        cwd=repo_with_secrets,
+    ).stdout.splitlines()
+    for place in PLACES:
+        for name in (".env", ".env.local", ".env.production"):
+            assert f"!! {place}{name}" in status, status

@@ -260,7 +260,7 @@ def test_release_plan_step_splits_ecs_and_lambda(project: Path, monkeypatch) -> 
 
 def test_makefile_ci_targets_run_the_same_checks(project: Path) -> None:
     base = commit_all(project, "Base")
-    append(project / "src" / COMMON / COMMON / "logs.py", "\n# touched\n")
+    append(project / "src" / COMMON / COMMON / "settings.py", "\n# touched\n")
     commit_all(project, "Touch common")
     listed = run(["make", "--no-print-directory", "affected", f"BASE={base}"], cwd=project)
     assert json.loads(listed.stdout) == [API, COMMON, INGESTION]
@@ -314,7 +314,7 @@ def test_packages_added_later_join_ci_and_cd_without_edits(
         assert [r.returncode for r in results] == [0, 0, 0], gha.describe(results)
 
     # They depend on common, so a change there reaches them too.
-    append(repo / "src" / COMMON / COMMON / "logs.py", "\n# touched\n")
+    append(repo / "src" / COMMON / COMMON / "settings.py", "\n# touched\n")
     commit_all(repo, "Touch common")
     _, outputs = gha.run_job(repo, ci(repo), "affected", {gha.CI_BASE_EXPRESSION: base})
     assert json.loads(outputs["packages"]) == everything

@@ -48,6 +48,21 @@ CONTAINER_ANSWERS = {
 S3_EVENT = {"Records": [{"s3": {"bucket": {"name": "landing"}, "object": {"key": "in/a.csv"}}}]}
 
 
+def invoke(container_builder: ModuleType, image: str, event: dict) -> tuple[dict, list[dict], str]:
+    """The Lambda image run as AWS runs it (its entrypoint starts the emulator and the runtime
+    interface client, which resolves CMD's handler and passes Lambda's context), read-only,
+    invoked once over HTTP: the answer, the function's JSON log lines and the request id."""
+    with container_builder.lambda_container(image) as call:
+        invocation = call(event)
+    logs = [
+        json.loads(line)
+        for line in invocation.log.splitlines()
+        if line.startswith("{") and line.rstrip().endswith("}")
+    ]
+    (request_id,) = re.findall(r"START RequestId: (\S+)", invocation.log)
+    return invocation.answer, logs, request_id
+
+
 def artifact_name(naming: str, package: str, version: str) -> str:
     return (
         f"{package}/venv_{version}.tar.gz"
@@ -292,12 +307,15 @@ def test_lambda_image_answers_an_event(
     )
     assert container_builder.inspect(image)["Config"]["Cmd"] == ["lambda_function.handler"]
 
-    # The base image's entrypoint starts the emulator and the runtime interface client, which
-    # resolves CMD's handler; invoked over HTTP, read-only (test_lambda_runtime.py has more).
-    with container_builder.lambda_container(image) as invoke:
-        answer = invoke(S3_EVENT).answer
+    # Invoked over HTTP, read-only (test_lambda_runtime.py has more): pydantic(-core) and
+    # Powertools inside, with Lambda's context.
+    answer, logs, request_id = invoke(container_builder, image, S3_EVENT)
     assert answer["statusCode"] == 200
     assert json.loads(answer["body"])["ingested"] == ["landing/in/a.csv"]
+    (line,) = logs
+    assert line["message"] == "ingesting objects" and line["service"] == INGESTION
+    assert line["cold_start"] is True
+    assert line["function_request_id"] == request_id
 
     # Read on the host: the AL2023 bases have no find, and the image needs no tool of its own.
     root = container_builder.export_rootfs(image)
@@ -438,8 +456,9 @@ def test_packages_added_later_build_with_the_same_dockerfiles(
         tag=image,
         build_args={"SERVICE_NAME": f"{PREFIX}_webhook"},
     )
-    answer = json.loads(container_builder.run(image, stdin=json.dumps({"detail": 1})).stdout)
+    answer, logs, _ = invoke(container_builder, image, {"detail": 1})
     assert answer == {"statusCode": 200, "body": json.dumps({"received": ["detail"]})}
+    assert [(line["message"], line["cold_start"]) for line in logs] == [("invoked", True)]
     container_builder.remove_image(image)
 
 

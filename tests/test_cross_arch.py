@@ -66,6 +66,8 @@ def test_default_lambda_image_holds_only_aarch64_code_for_al2023(default_lambda)
     machines = artifacts.elf_machines(task)
     assert machines, "expected compiled extensions (PyYAML's _yaml) in /var/task"
     assert set(machines.values()) == {"aarch64"}, machines
+    # pydantic-core (settings) is compiled: its aarch64 wheel, not the build machine's.
+    assert any("pydantic_core" in str(path) for path in machines), machines
     assert artifacts.wheel_problems(task, "aarch64", LAMBDA_GLIBC["3.13"]) == []
     tags = artifacts.wheel_tags(task)
     assert any("aarch64" in tag for dist in tags.values() for tag in dist), tags
@@ -89,6 +91,7 @@ def test_default_lambda_handler_answers_on_aarch64(default_lambda, arm64_builder
         "import platform, yaml;"
         "assert platform.machine() == 'aarch64', platform.machine();"
         "assert yaml.__with_libyaml__, 'the aarch64 C extension did not load';"
+        "import pydantic_core, aws_lambda_powertools;"
     )
     answer = arm64_builder.call_handler_arm64(root, "3.13", S3_EVENT, checks)
     assert answer["statusCode"] == 200
@@ -139,6 +142,7 @@ def test_ecs_arm64_tarball_runs_on_aarch64(ecs_arm64, arm64_builder, tmp_path: P
     site = venv / "lib" / "python3.11" / "site-packages"
     machines = artifacts.elf_machines(venv)
     assert machines and set(machines.values()) == {"aarch64"}, machines
+    assert any("pydantic_core" in str(path) for path in machines), machines
     assert artifacts.wheel_problems(site, "aarch64", BOOKWORM_GLIBC) == []
 
     # The venv's C extensions imported, and the job run, by the arm64 runtime image's own
@@ -156,6 +160,10 @@ def test_ecs_arm64_tarball_runs_on_aarch64(ecs_arm64, arm64_builder, tmp_path: P
         env={"PYTHONPATH": str(site)},
     )
     assert json.loads(result.stdout.strip().splitlines()[-1])["processed"] == 3
+    # Settings (pydantic-core's aarch64 extension) read, Powertools' JSON lines on stderr.
+    started = next(json.loads(line) for line in result.stderr.splitlines() if line[:1] == "{")
+    assert (started["message"], started["service"]) == ("job started", "nt_api")
+    assert started["settings"]["artifacts_bucket"] == "nt-artifacts"
 
 
 def test_ecs_arm64_runtime_image_builds_without_emulation(ecs_arm64, arm64_builder) -> None:

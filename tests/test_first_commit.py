@@ -60,7 +60,7 @@ def test_with_an_identity_the_repo_starts_committed_and_checked(
     passed = pre_commit(repo, home).stdout
     assert hook_results(passed) == dict.fromkeys(hook_names(repo), "Passed"), passed
 
-    append(repo / "src/nt_common/nt_common/logs.py", "\nimport os\n")
+    append(repo / "src/nt_common/nt_common/settings.py", "\nimport os\n")
     failed = pre_commit(repo, home, check=False)
     assert failed.returncode != 0
     assert hook_results(failed.stdout)["ruff check"] == "Failed", failed.stdout

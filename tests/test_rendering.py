@@ -78,8 +78,8 @@ def test_answers_file_records_every_answer(render) -> None:
 def test_prefix_names_every_package_module_and_dist(render) -> None:
     repo = render(package_prefix="acme_data")
     assert package_dirs(repo) == {"acme_data_common", "acme_data_api", "acme_data_ingestion"}
-    handler = repo / "src/acme_data_ingestion/acme_data_ingestion/handler.py"
-    assert "from acme_data_common import" in handler.read_text()
+    settings = repo / "src/acme_data_ingestion/acme_data_ingestion/settings.py"
+    assert "from acme_data_common import" in settings.read_text()
     api = load_toml(repo / "src/acme_data_api/pyproject.toml")
     assert api["project"]["scripts"] == {"acme-data-api": "acme_data_api.job:main"}
     defaults = repo / "src/acme_data_common/acme_data_common/defaults.yaml"

@@ -14,7 +14,7 @@ import gha
 import pytest
 from conftest import copy_template, run
 from gitrepo import commit_all, git
-from test_update import LOGS, NEW_LOGS_DOC, OLD_LOGS_DOC, replace_in
+from test_update import SETTINGS, NEW_SETTINGS_DOC, OLD_SETTINGS_DOC, replace_in
 
 pytestmark = pytest.mark.slow
 
@@ -47,7 +47,7 @@ def test_a_newer_release_becomes_a_branch_and_a_pull_request_body(
     edited a line it changes, in the root, and has a package of its own): the update job
     commits the update on `template-update` with the conflict kept as markers, pushes it to
     origin, and the pull request body lists the conflict and what to do."""
-    template_releases.release("v1.0.0", lambda root: replace_in(root / LOGS, NEW_LOGS_DOC, OLD_LOGS_DOC))
+    template_releases.release("v1.0.0", lambda root: replace_in(root / SETTINGS, NEW_SETTINGS_DOC, OLD_SETTINGS_DOC))
     project = copy_template(
         tmp_path / "project", tasks=True, src=template_releases.path, vcs_ref="v1.0.0"
     )
@@ -60,8 +60,8 @@ def test_a_newer_release_becomes_a_branch_and_a_pull_request_body(
         package_name="billing",
         package_type="library",
     )
-    logs = project / "src/nt_common/nt_common/logs.py"
-    replace_in(logs, OLD_LOGS_DOC, '"""Team-specific logging."""')
+    module = project / "src/nt_common/nt_common/settings.py"
+    replace_in(module, OLD_SETTINGS_DOC, '"""Team-specific settings."""')
     commit_all(project, "Generated, with a package and team edits")
     origin = with_origin(project, tmp_path)
     flow = workflow(project)
@@ -89,12 +89,12 @@ def test_a_newer_release_becomes_a_branch_and_a_pull_request_body(
     pushed = git(project, "rev-parse", "HEAD")
     assert git(origin, "rev-parse", "refs/heads/template-update") == pushed
     assert git(origin, "rev-parse", "refs/heads/main") != pushed
-    committed = git(project, "show", f"{pushed}:src/nt_common/nt_common/logs.py")
-    assert "<<<<<<<" in committed and "Team-specific logging." in committed
+    committed = git(project, "show", f"{pushed}:src/nt_common/nt_common/settings.py")
+    assert "<<<<<<<" in committed and "Team-specific settings." in committed
     assert git(project, "status", "--porcelain") == ""
     body = (runner_temp / "pull-request.md").read_text()
     conflicts = [line for line in body.splitlines() if "conflict marker" in line]
-    assert conflicts and all("src/nt_common/nt_common/logs.py:" in c for c in conflicts)
+    assert conflicts and all("src/nt_common/nt_common/settings.py:" in c for c in conflicts)
     assert len(conflicts) == len(set(conflicts))
     assert "`.copier-answers.yml`: v1.0.0 -> v1.1.0" in body
     assert "`.copier/package-billing.yml`: v1.0.0 -> v1.1.0" in body
@@ -113,7 +113,7 @@ def test_a_clean_update_refreshes_the_locks_on_the_branch(
     tmp_path: Path, template_releases, monkeypatch
 ) -> None:
     """No conflicts: the branch carries the update and refreshed locks, green as it stands."""
-    template_releases.release("v1.0.0", lambda root: replace_in(root / LOGS, NEW_LOGS_DOC, OLD_LOGS_DOC))
+    template_releases.release("v1.0.0", lambda root: replace_in(root / SETTINGS, NEW_SETTINGS_DOC, OLD_SETTINGS_DOC))
     project = copy_template(
         tmp_path / "project", tasks=True, src=template_releases.path, vcs_ref="v1.0.0"
     )
@@ -129,7 +129,7 @@ def test_a_clean_update_refreshes_the_locks_on_the_branch(
     body = (runner_temp / "pull-request.md").read_text()
     assert "No conflicts" in body and "conflict marker" not in body
     assert git(origin, "rev-parse", "refs/heads/template-update") == git(project, "rev-parse", "HEAD")
-    assert NEW_LOGS_DOC in (project / "src/nt_common/nt_common/logs.py").read_text()
+    assert NEW_SETTINGS_DOC in (project / "src/nt_common/nt_common/settings.py").read_text()
     run(["make", "lock-check"], cwd=project)
     run(["make", "check-conflicts"], cwd=project)
 

@@ -98,21 +98,23 @@ def test_every_package_type_checks_strictly(project: Path) -> None:
 
 
 def test_a_wrong_call_fails_typecheck_locally_and_in_ci(project: Path) -> None:
-    """An int passed where nt_common declares a str fails `make typecheck` and CI's job.
+    """An int passed where nt_common's settings class takes JSON text fails `make typecheck`
+    and CI's job.
 
     The module imports and its tests pass: only the type checker can catch it.
     """
     write(
         project / "src/nt_api/nt_api/wrong.py",
-        "from nt_common import configure_logging\n\n\n"
-        "def setup() -> None:\n    configure_logging(10)\n",
+        "from nt_common import ServiceSettings\n\n\n"
+        "def setup() -> None:\n    ServiceSettings.model_validate_json(10)\n",
     )
     try:
         failed = run(["make", "typecheck"], cwd=project, check=False)
         assert failed.returncode != 0
         assert (
-            'nt_api/wrong.py:5: error: Argument 1 to "configure_logging" has incompatible type '
-            '"int"; expected "str"  [arg-type]' in failed.stdout
+            'nt_api/wrong.py:5: error: Argument 1 to "model_validate_json" of "BaseModel" has '
+            'incompatible type "int"; expected "str | bytes | bytearray"  [arg-type]'
+            in failed.stdout
         ), failed.stdout
 
         workflow = gha.load(project / ".github/workflows/ci.yml")
@@ -134,7 +136,7 @@ def test_typecheck_sees_only_what_a_package_declares(project: Path) -> None:
     run(["make", "sync"], cwd=project)
     write(
         project / "src/nt_solo_lib/nt_solo_lib/borrowed.py",
-        "from nt_common import load_settings\n\nSETTINGS = load_settings()\n",
+        "from nt_common import ServiceSettings\n\nSETTINGS = ServiceSettings.load()\n",
     )
     try:
         failed = run(["make", "typecheck"], cwd=project, check=False)

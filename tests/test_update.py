@@ -16,13 +16,15 @@ from gitrepo import commit_all
 
 pytestmark = pytest.mark.slow
 
-LOGS = "template/project/src/{{ common_pkg }}/{{ common_pkg }}/logs.py"
+SETTINGS = "template/project/src/{{ common_pkg }}/{{ common_pkg }}/settings.py.jinja"
 CORE = (
     "template/package/src/{{ package_pkg }}/{{ package_pkg }}/"
     "{% if package_type == 'library' %}core.py{% endif %}.jinja"
 )
-NEW_LOGS_DOC = '"""JSON logging, so CloudWatch Logs Insights can query fields instead of parsing text."""'
-OLD_LOGS_DOC = '"""JSON logging helpers."""'
+NEW_SETTINGS_DOC = (
+    '"""Typed settings for every service: environment, then .env, then packaged defaults."""'
+)
+OLD_SETTINGS_DOC = '"""Settings helpers."""'
 NEW_CORE_DOC = '"""The library\'s first function; replace it with the real thing."""'
 OLD_CORE_DOC = '"""A first function."""'
 
@@ -36,7 +38,7 @@ def replace_in(path: Path, old: str, new: str) -> None:
 def as_release_0_1_0(root: Path) -> None:
     """What 0.1.0 looked like: no .editorconfig, older docstrings in common and library code."""
     (root / "template/project/.editorconfig").unlink()
-    replace_in(root / LOGS, NEW_LOGS_DOC, OLD_LOGS_DOC)
+    replace_in(root / SETTINGS, NEW_SETTINGS_DOC, OLD_SETTINGS_DOC)
     replace_in(root / CORE, NEW_CORE_DOC, OLD_CORE_DOC)
 
 
@@ -100,7 +102,7 @@ def test_update_brings_template_changes_and_keeps_team_work(old_repo: Path, temp
 
     # New template content arrived...
     assert (repo / ".editorconfig").is_file()
-    assert NEW_LOGS_DOC in (repo / "src/nt_common/nt_common/logs.py").read_text()
+    assert NEW_SETTINGS_DOC in (repo / "src/nt_common/nt_common/settings.py").read_text()
     assert yaml.safe_load((repo / ".copier-answers.yml").read_text())["_commit"] == "0.2.0"
     # ...the team's work survived, and nothing conflicted.
     assert "def team_feature()" in job.read_text()
@@ -144,19 +146,19 @@ def test_make_update_packages_updates_every_package(old_repo: Path, template_rel
 
 @pytest.mark.parametrize("old_repo", ["shared"], indirect=True)
 def test_conflicting_edit_leaves_inline_markers(old_repo: Path, template_releases) -> None:
-    logs = old_repo / "src/nt_common/nt_common/logs.py"
-    replace_in(logs, OLD_LOGS_DOC, '"""Team-specific logging, tuned for our dashboards."""')
+    module = old_repo / "src/nt_common/nt_common/settings.py"
+    replace_in(module, OLD_SETTINGS_DOC, '"""Team-specific settings, tuned for our dashboards."""')
     commit_all(old_repo, "team edits the same line as the template")
     template_releases.release("0.2.0")
     update(old_repo)
-    text = logs.read_text()
+    text = module.read_text()
     assert "<<<<<<<" in text and ">>>>>>>" in text, "a conflict is shown, never resolved silently"
-    assert "Team-specific logging" in text and NEW_LOGS_DOC in text
+    assert "Team-specific settings" in text and NEW_SETTINGS_DOC in text
     # The generated CI's check (run in its lint job) reports it before it can be merged.
     check = run(["make", "check-conflicts"], cwd=old_repo, check=False)
     assert check.returncode != 0
     # Copier leaves the file unmerged in git's index (three stages): still listed once.
-    assert check.stdout.count("src/nt_common/nt_common/logs.py:1: conflict marker\n") == 1
+    assert check.stdout.count("src/nt_common/nt_common/settings.py:1: conflict marker\n") == 1
 
 
 @pytest.mark.parametrize("old_repo", ["shared"], indirect=True)

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from conftest import copy_template, run
 from gitrepo import commit_all, git
-from test_update import NEW_LOGS_DOC, OLD_LOGS_DOC, add_package, as_release_0_1_0, replace_in
+from test_update import NEW_SETTINGS_DOC, OLD_SETTINGS_DOC, add_package, as_release_0_1_0, replace_in
 
 pytestmark = pytest.mark.slow
 
@@ -137,8 +137,8 @@ def test_dev_dependency_and_module_conflicts_stop_cleanly(template_releases, tmp
     )
     add_package(repo, "0.1.0", "billing", "library")
     run(["uv", "add", "--quiet", "--dev", "--directory", "src/nt_billing", "six"], cwd=repo)
-    logs = repo / "src/nt_common/nt_common/logs.py"
-    replace_in(logs, OLD_LOGS_DOC, '"""Team-specific logging, tuned for our dashboards."""')
+    module = repo / "src/nt_common/nt_common/settings.py"
+    replace_in(module, OLD_SETTINGS_DOC, '"""Team-specific settings, tuned for our dashboards."""')
     (repo / "README.md").write_text("# Our own README\n")
     commit_all(repo, "team work")
     template_releases.release("0.2.0")
@@ -146,13 +146,13 @@ def test_dev_dependency_and_module_conflicts_stop_cleanly(template_releases, tmp
     lock_before = (repo / "uv.lock").read_bytes()
     code, output = make(repo, "update")
     assert code != 0
-    assert_stopped_on(output, "src/nt_common/nt_common/logs.py")
+    assert_stopped_on(output, "src/nt_common/nt_common/settings.py")
     assert (repo / "uv.lock").read_bytes() == lock_before, "the lock step ran on conflicts"
     assert not list(repo.rglob("*.rej"))
     assert (repo / "README.md").read_text() == "# Our own README\n"
-    text = logs.read_text()
-    assert "Team-specific logging" in text and NEW_LOGS_DOC in text
-    resolve(logs, keep="before")
+    text = module.read_text()
+    assert "Team-specific settings" in text and NEW_SETTINGS_DOC in text
+    resolve(module, keep="before")
     git(repo, "add", "--all")
     assert make(repo, "lock")[0] == 0
     commit_all(repo, "update to 0.2.0, our logging docstring kept")
