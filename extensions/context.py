@@ -45,6 +45,8 @@ LAMBDA_OS_AL2023 = "Amazon Linux 2023, glibc 2.34"
 # Answer (AWS's name for the CPU) -> Docker platform and the machine name in wheel tags.
 PLATFORMS = {"x86_64": "linux/amd64", "arm64": "linux/arm64"}
 WHEEL_MACHINES = {"x86_64": "x86_64", "arm64": "aarch64"}
+# GitHub-hosted runners of each architecture: CI runs a built Lambda image on its own CPU.
+RUNNERS = {"x86_64": "ubuntu-24.04", "arm64": "ubuntu-24.04-arm"}
 
 
 class MonorepoContext(ContextHook):
@@ -98,6 +100,7 @@ class MonorepoContext(ContextHook):
             lambda_base_image=f"public.ecr.aws/lambda/python:{python}{lambda_tag_suffix}",
             lambda_platform=PLATFORMS[lambda_arch],
             lambda_wheel_machine=WHEEL_MACHINES[lambda_arch],
+            lambda_runner=RUNNERS[lambda_arch],
             lambda_glibc=LAMBDA_GLIBC,
             lambda_glibc_default=LAMBDA_GLIBC_AL2023,
             lambda_os=LAMBDA_OS,

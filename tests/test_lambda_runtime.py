@@ -26,6 +26,7 @@ from pathlib import Path
 from types import ModuleType
 
 import builder
+import gha
 import pytest
 from conftest import run
 from gitrepo import commit_all
@@ -196,6 +197,46 @@ def test_pth_files_run_in_the_lambda_image(
 
 
 # --------------------------------------------------------------------------- make invoke
+
+
+def test_ci_invokes_each_affected_function_and_fails_on_a_broken_one(
+    sample_image: tuple[Path, str],
+    container_builder: ModuleType,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """CI's lambda-invoke job, its `run:` step verbatim (tests/gha.py), for the affected
+    function the affected job lists: `make invoke` with podman standing in for the runner's
+    docker (the flags above). A handler that cannot be imported in the image turns it red."""
+    repo = tmp_path / "repo"
+    shutil.copytree(sample_image[0], repo, symlinks=True)
+    listed = run(["python3", "scripts/affected.py", "--all", "--deploy-kind", "lambda"], cwd=repo)
+    assert json.loads(listed.stdout) == [INGESTION]
+    workflow = gha.load(repo / ".github" / "workflows" / "ci.yml")
+    assert workflow["jobs"]["lambda-invoke"]["runs-on"] == "ubuntu-24.04"  # x86_64 functions
+    for key, value in container_builder.builder_env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("DOCKER", "podman")
+    monkeypatch.setenv(
+        "LAMBDA_BUILD_FLAGS",
+        "--platform linux/amd64 --pull=never"
+        " --build-arg BUILDPLATFORM=linux/amd64 --build-arg TARGETPLATFORM=linux/amd64",
+    )
+    monkeypatch.setenv("INVOKE_PORT", str(builder._free_port()))
+    expressions = {"matrix.package": INGESTION}
+    try:
+        results, _ = gha.run_job(repo, workflow, "lambda-invoke", expressions)
+        assert [r.returncode for r in results] == [0], gha.describe(results)
+        assert "init duration:" in results[0].output
+
+        handler = repo / "src" / INGESTION / INGESTION / "handler.py"
+        handler.write_text(handler.read_text() + "\nimport module_only_on_the_laptop  # noqa\n")
+        commit_all(repo, "a handler the image cannot import")
+        results, _ = gha.run_job(repo, workflow, "lambda-invoke", expressions)
+    finally:
+        container_builder.remove_image(f"localhost/{INGESTION}")
+    assert len(results) == 1 and results[0].returncode != 0, gha.describe(results)
+    assert "Runtime.ImportModuleError" in results[0].output, results[0].output
 
 
 def test_make_invoke_builds_and_invokes_with_the_sample_event(

@@ -14,6 +14,10 @@ deploy scripts' own tests (``tests/deploy/``, see ``DEPLOY_PATHS``); CI runs the
     uv run scripts/affected.py --base origin/main
     uv run scripts/affected.py --all
     uv run scripts/affected.py --base origin/main --deploy
+    uv run scripts/affected.py --base origin/main --deploy-kind lambda
+
+``--deploy-kind ecs|lambda|library`` keeps only the affected packages of that kind (as
+``monorepo.discover`` tells them apart): CI invokes the affected Lambda functions' images.
 """
 
 from __future__ import annotations
@@ -88,6 +92,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="print true or false: whether the deploy scripts' tests (tests/deploy/) must run",
     )
+    parser.add_argument(
+        "--deploy-kind",
+        choices=["ecs", "lambda", "library"],
+        help="list only the affected packages of this kind",
+    )
     args = parser.parse_args(argv)
 
     root = monorepo.ROOT
@@ -111,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
             result = set(packages)
         else:
             result = affected(files, packages)
+    if args.deploy_kind:
+        result = {name for name in result if packages[name].deploy == args.deploy_kind}
     print(json.dumps(sorted(result)))
     return 0
 
