@@ -175,7 +175,10 @@ def test_target_files_follow_deploy_targets(render) -> None:
     ]
     assert (ecs / "scripts/upload_all.py").exists()
     lam = render(deploy_targets=["lambda"])
-    assert sorted(p.name for p in (lam / "docker").iterdir()) == ["Dockerfile.lambda"]
+    assert sorted(p.name for p in (lam / "docker").iterdir()) == [
+        "Dockerfile.lambda",
+        "lambda_function.py",
+    ]
     assert not (lam / "scripts/upload_all.py").exists()
 
 

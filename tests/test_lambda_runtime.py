@@ -73,7 +73,7 @@ def test_sample_image_answers_over_http_from_a_read_only_root(
     assert container_builder.inspect(image)["Config"]["Cmd"] == ["lambda_function.handler"]
     with container_builder.lambda_container(image) as invoke:
         first = invoke(_event(repo))
-        second = invoke({})
+        second = invoke({"Records": []})
     assert first.status == 200, first.log
     assert first.answer["statusCode"] == 200
     assert json.loads(first.answer["body"])["ingested"] == ["landing/2026/01/data.csv"]
