@@ -647,18 +647,24 @@ def test_cd_policy_names_the_repositories_cd_pushes(repo: Path) -> None:
 SUM_A, SUM_B = "a" * 64, "b" * 64
 
 
-@pytest.fixture(scope="module")
-def released_function(ecr) -> str:
-    """nt_ingestion 0.2.0 as CD pushes it: the version tag and its inputs tag on one image."""
+def push_function_image(ecr, config_digit: str, *tags: str) -> None:
+    """One image (config digest of `config_digit`s) pushed to the function's repository under
+    every tag, as CD's push of a version tag and its inputs tag."""
     manifest = json.dumps(
         {
             "schemaVersion": 2,
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"digest": f"sha256:{'1' * 64}"},
+            "config": {"digest": f"sha256:{config_digit * 64}"},
         }
     )
-    for tag in ("0.2.0", f"inputs-{SUM_A}"):
+    for tag in tags:
         ecr.put_image(repositoryName=LAMBDA_REPOSITORY, imageManifest=manifest, imageTag=tag)
+
+
+@pytest.fixture(scope="module")
+def released_function(ecr) -> str:
+    """nt_ingestion 0.2.0 as CD pushes it: the version tag and its inputs tag on one image."""
+    push_function_image(ecr, "1", "0.2.0", f"inputs-{SUM_A}")
     return "0.2.0"
 
 
@@ -746,15 +752,7 @@ def test_cd_lambda_job_fails_a_changed_re_release(
         return gha.run_job(repo, lambda_steps(repo, "tag"), "lambda", step)
 
     released = sum_inputs()
-    manifest = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"digest": f"sha256:{'2' * 64}"},
-        }
-    )
-    for tag in ("0.1.0", f"inputs-{released}"):
-        ecr.put_image(repositoryName=LAMBDA_REPOSITORY, imageManifest=manifest, imageTag=tag)
+    push_function_image(ecr, "2", "0.1.0", f"inputs-{released}")
 
     (again,), outputs = check_tag(sum_inputs())
     assert again.returncode == 0 and outputs == {"free": "false"}, again.output
