@@ -155,10 +155,10 @@ def project_dirs() -> list[str]:
 def lock_check() -> None:
     """Every lock checked, and every stale one named, with the one command that fixes them."""
     checks = {"uv.lock": ("uv", "lock", "--check")}
-    # The release script runs with `uv run --locked` in CD: its own lock must be current too.
-    if (monorepo.ROOT / "scripts" / "upload_all.py").exists():
-        script = ("uv", "lock", "--check", "--script", "scripts/upload_all.py")
-        checks["scripts/upload_all.py.lock"] = script
+    # The release scripts run with `uv run --locked` in CD: their own locks must be current too.
+    for script in monorepo.LOCKED_SCRIPTS:
+        if (monorepo.ROOT / script).exists():
+            checks[f"{script}.lock"] = ("uv", "lock", "--check", "--script", script)
     if not monorepo.is_shared():
         for project in project_dirs():
             checks[f"{project}/uv.lock"] = ("uv", "lock", "--check", "--project", project)

@@ -108,9 +108,10 @@ def main() -> int:
         return 1
     projects = ["."] if shared else [".", *(f"src/{name}" for name in sorted(packages))]
     commands = [["uv", "lock", "--directory", project] for project in projects]
-    # The release script's own lock (CD runs it with `uv run --locked`).
-    if (monorepo.ROOT / "scripts" / "upload_all.py").is_file():
-        commands.append(["uv", "lock", "--script", "scripts/upload_all.py"])
+    # The release scripts' own locks (CD runs them with `uv run --locked`).
+    for script in monorepo.LOCKED_SCRIPTS:
+        if (monorepo.ROOT / script).is_file():
+            commands.append(["uv", "lock", "--script", script])
     env = {key: value for key, value in os.environ.items() if key != "VIRTUAL_ENV"}
     for command in commands:
         result = subprocess.run(

@@ -37,6 +37,10 @@ GLOBAL_PATHS = (
     "scripts/",
 )
 
+# Scripts CD runs with `uv run --locked` while it holds AWS access: each has its own lock
+# (`<script>.lock`), made by `make lock` and checked by `make lock-check`, when the repo has it.
+LOCKED_SCRIPTS = ("scripts/upload_all.py", "scripts/deploy_release.py")
+
 
 class InvalidToml(SystemExit):
     """A TOML file that does not parse (say, conflict markers left by an update).
@@ -202,3 +206,13 @@ def dependents(packages: dict[str, Package], changed: set[str]) -> set[str]:
                 result.add(pkg.dir_name)
                 grew = True
     return result
+
+
+# CloudFormation stacks (infra/): `<project>-foundation`, and one per deployable package. The
+# CDK app and scripts/deploy_release.py both name stacks through these, never by hand.
+FOUNDATION = "foundation"
+
+
+def stack_name(project: str, package: str) -> str:
+    """The stack of a package (or of FOUNDATION): `my-monorepo`, `nt_api` -> `my-monorepo-nt-api`."""
+    return f"{project}-{package.replace('_', '-')}"
