@@ -7,6 +7,7 @@ sees the same Pythons and never tries to download one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -250,22 +251,30 @@ def new_bucket(endpoint: dict[str, str]) -> str:
 
 @pytest.fixture(scope="module")
 def moto_iam(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """moto's server with IAM enforcement on, and an admin's credentials to set things up.
+    """moto's server with IAM enforcement on, and an admin's credentials to set things up."""
+    with moto_iam_server(tmp_path_factory.mktemp("moto-iam")) as endpoint:
+        yield endpoint
+
+
+@contextlib.contextmanager
+def moto_iam_server(workdir: Path, **settings: str) -> Iterator[dict[str, str]]:
+    """moto's server with IAM enforcement on (and moto `settings` as environment variables),
+    and an admin's credentials to set things up.
 
     `INITIAL_NO_AUTH_ACTION_COUNT` is read when moto starts, so this is a server process of
     its own: the first three calls (create the admin, give it `*`, make its key) run
     unauthenticated; from then on every call is checked against the caller's policies.
-    Its request recorder (off until /moto-api/recorder/start-recording) writes to a temporary
-    file, not to the working directory.
+    Its request recorder (off until /moto-api/recorder/start-recording) writes to a file in
+    `workdir`, not to the working directory.
     """
     import boto3
 
     port = free_port()
-    recording = tmp_path_factory.mktemp("moto-iam") / "recording"
     env = {
         **os.environ,
         "INITIAL_NO_AUTH_ACTION_COUNT": "3",
-        "MOTO_RECORDER_FILEPATH": str(recording),
+        "MOTO_RECORDER_FILEPATH": str(workdir / "recording"),
+        **settings,
     }
     server = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],

@@ -237,6 +237,8 @@ def test_release_plan_step_splits_ecs_and_lambda(project: Path, monkeypatch) -> 
         "vars.AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/release",
         "github.ref_type == 'tag' && github.ref_name || ''": f"{API}/v{version}",
         "inputs.packages": "",
+        "inputs.rollback_package": "",
+        "inputs.rollback_version": "",
         "vars.ARTIFACTS_BUCKET": "bucket",
         "vars.ECR_REPOSITORY_PREFIX": "",
     }

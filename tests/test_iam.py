@@ -230,6 +230,8 @@ def _condition_holds(condition: dict, context: dict[str, str]) -> bool:
                 holds = (key not in context) == (expected == ["true"])
             elif operator == "Bool":
                 holds = key in context and context[key] in expected
+            elif operator == "StringEquals":
+                holds = key in context and context[key] in expected
             elif operator == "StringLike":
                 holds = key in context and any(
                     fnmatch.fnmatchcase(context[key], pattern) for pattern in expected
