@@ -214,5 +214,5 @@ FOUNDATION = "foundation"
 
 
 def stack_name(project: str, package: str) -> str:
-    """The stack of a package (or of FOUNDATION): `my-monorepo`, `nt_api` -> `my-monorepo-nt-api`."""
+    """A package's stack (or FOUNDATION's): `my-monorepo`, `nt_api` -> `my-monorepo-nt-api`."""
     return f"{project}-{package.replace('_', '-')}"
