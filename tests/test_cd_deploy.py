@@ -703,3 +703,40 @@ def test_a_failed_update_leaves_the_previous_version_serving(
     assert line.startswith(f"deploy_release: failed {LAMBDA_STACK}: "), line
     assert "Traceback" not in result.output
     assert function_image(moto) == serving
+
+
+def test_without_infrastructure_cd_only_publishes(render) -> None:
+    """`infrastructure=none`: no deploy job, no rollback inputs, no deploy script or lock task
+    output, and the CD role gets no CloudFormation, Lambda, ECS or IAM permission."""
+    repo = render(infrastructure="none")
+    workflow = cd_workflow(repo)
+    assert "deploy" not in workflow["jobs"]
+    assert set(workflow["on"]["workflow_dispatch"]["inputs"]) == {"packages"}
+    assert "rollback" not in (repo / ".github" / "workflows" / "cd.yml").read_text()
+    assert not (repo / "scripts" / "deploy_release.py").exists()
+    services = {
+        action.split(":")[0]
+        for statement in policy(repo)["Statement"]
+        for action in ([statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"])
+    }
+    assert services == {"s3", "ecr"}
+
+
+def test_the_deploy_job_waits_for_every_artifact_and_holds_the_least(repo: Path) -> None:
+    """After the plan and all three artifact jobs, only when none failed or was cancelled (a
+    job with nothing to build is skipped, which counts as done); the release environment,
+    OIDC, read-only contents; the locked script."""
+    job = cd_workflow(repo)["jobs"]["deploy"]
+    assert job["needs"] == ["plan", "ecs", "lambda", "runtime"]
+    assert job["if"] == (
+        "!cancelled() && needs.plan.result == 'success' && needs.plan.outputs.deploy != '[]'"
+        " && !contains(needs.*.result, 'failure') && !contains(needs.*.result, 'cancelled')"
+    )
+    assert job["environment"] == "release"
+    assert job["permissions"] == {"contents": "read", "id-token": "write"}
+    assert job["strategy"] == {
+        "fail-fast": False,
+        "matrix": {"include": "${{ fromJSON(needs.plan.outputs.deploy) }}"},
+    }
+    (step,) = [s for s in job["steps"] if "run" in s]
+    assert step["run"].startswith("uv run --locked --no-cache scripts/deploy_release.py ")
