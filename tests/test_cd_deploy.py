@@ -34,8 +34,9 @@ Stand-ins and moto's gaps, named:
   UpdateStack call: the failed-update test makes Lambda reject an image index (a multi-platform
   manifest, which Lambda refuses; moto fails on it for want of `config.size`), and checks the
   function still runs the previous image. moto's stack record keeps the failed update's
-  parameters (AWS's rollback restores them), so those are not compared there. Reading CloudFormation's reason from the events of an
-  update AWS rolled back is checked on events shaped as AWS returns them.
+  parameters (AWS's rollback restores them), so those are not compared there. Reading
+  CloudFormation's reason from the events of an update AWS rolled back is checked on events
+  shaped as AWS returns them.
 """
 
 from __future__ import annotations
@@ -289,11 +290,16 @@ def stacks(moto: dict[str, str], released: dict) -> None:
             "Cpu": "512",
         },
     }
-    for stack, template in ((LAMBDA_STACK, STANDIN_LAMBDA_TEMPLATE), (ECS_STACK, STANDIN_ECS_TEMPLATE)):
+    for stack, template in (
+        (LAMBDA_STACK, STANDIN_LAMBDA_TEMPLATE),
+        (ECS_STACK, STANDIN_ECS_TEMPLATE),
+    ):
         cloudformation.create_stack(
             StackName=stack,
             TemplateBody=json.dumps(template),
-            Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters[stack].items()],
+            Parameters=[
+                {"ParameterKey": k, "ParameterValue": v} for k, v in parameters[stack].items()
+            ],
             Capabilities=["CAPABILITY_IAM"],
         )
         (described,) = cloudformation.describe_stacks(StackName=stack)["Stacks"]
@@ -311,8 +317,12 @@ def for_moto(document: dict) -> dict:
     still enforced one by one; the ARNs are checked by test_cd_policy_scopes_the_deploy."""
 
     def widened(statement: dict) -> dict:
-        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-        if statement["Effect"] == "Allow" and any(a.startswith(("cloudformation:", "ecr:")) for a in actions):
+        actions = (
+            statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        )
+        if statement["Effect"] == "Allow" and any(
+            a.startswith(("cloudformation:", "ecr:")) for a in actions
+        ):
             return {**statement, "Resource": "*"}
         return statement
 
@@ -326,7 +336,11 @@ def user_with(admin: dict[str, str], document: dict) -> dict[str, str]:
     iam.create_user(UserName=name)
     iam.put_user_policy(UserName=name, PolicyName="cd", PolicyDocument=json.dumps(document))
     key = iam.create_access_key(UserName=name)["AccessKey"]
-    return {**admin, "AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}
+    return {
+        **admin,
+        "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
+        "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
+    }
 
 
 @pytest.fixture(scope="module")
@@ -374,7 +388,11 @@ def deploy(repo: Path, creds: dict[str, str], monkeypatch, entry: dict) -> gha.S
 def script_lines(result: gha.StepRun) -> list[str]:
     """What the script printed: the step's output without uv's own lines (installing boto3)."""
     uv = ("Downloading ", "Downloaded ", "Installed ", "Resolved ", "Prepared ", "Building ")
-    return [line for line in result.output.splitlines() if line.strip() and not line.strip().startswith(uv)]
+    return [
+        line
+        for line in result.output.splitlines()
+        if line.strip() and not line.strip().startswith(uv)
+    ]
 
 
 def stack_state(admin: dict[str, str], stack: str) -> dict:
@@ -431,7 +449,10 @@ def test_a_release_deploys_exactly_what_it_released(
         result = deploy(repo, cd, monkeypatch, entry)
         assert result.returncode == 0, result.output
         stack = ECS_STACK if entry["package"] == ECS_PKG else LAMBDA_STACK
-        previous = before[stack]["parameters"].get("Version") or before[stack]["parameters"]["PackageVersion"]
+        previous = (
+            before[stack]["parameters"].get("Version")
+            or before[stack]["parameters"]["PackageVersion"]
+        )
         assert f"updated {stack}: {previous} -> {new}" in result.output
 
     after = {stack: stack_state(moto, stack) for stack in (LAMBDA_STACK, ECS_STACK)}
@@ -454,12 +475,19 @@ def test_a_release_deploys_exactly_what_it_released(
         assert after[stack]["status"] == "UPDATE_COMPLETE"
     # A new task definition revision replaced the old one (moto's gap: its containers are
     # lost; module docstring).
-    old_arn, new_arn = before[ECS_STACK]["outputs"]["TaskDefinitionArn"], after[ECS_STACK]["outputs"]["TaskDefinitionArn"]
-    assert new_arn.rsplit(":", 1)[0] == old_arn.rsplit(":", 1)[0] == (
-        f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/{ECS_STACK}"
+    old_arn, new_arn = (
+        before[ECS_STACK]["outputs"]["TaskDefinitionArn"],
+        after[ECS_STACK]["outputs"]["TaskDefinitionArn"],
+    )
+    assert (
+        new_arn.rsplit(":", 1)[0]
+        == old_arn.rsplit(":", 1)[0]
+        == (f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/{ECS_STACK}")
     )
     assert int(new_arn.rsplit(":", 1)[1]) > int(old_arn.rsplit(":", 1)[1])
-    revision = client(moto, "ecs").describe_task_definition(taskDefinition=new_arn)["taskDefinition"]
+    revision = client(moto, "ecs").describe_task_definition(taskDefinition=new_arn)[
+        "taskDefinition"
+    ]
     assert "image" not in revision["containerDefinitions"][0], "moto maps the keys now: check them"
 
     again = deploy(repo, cd, monkeypatch, planned["deploy"][1])
@@ -521,9 +549,18 @@ def test_a_rollback_names_a_package_and_a_version_and_nothing_else(repo: Path, m
 @pytest.mark.parametrize(
     ("entry", "reason"),
     [
-        ({"package": LAMBDA_PKG, "version": "9.9.9", "runtime_tag": ""}, f"no image {LAMBDA_PKG}:9.9.9 in ECR"),
-        ({"package": ECS_PKG, "version": "9.9.9", "runtime_tag": ""}, f"no venv tarball of {ECS_PKG} 9.9.9"),
-        ({"package": ECS_PKG, "version": OLDEST, "runtime_tag": "f" * 40}, f"no image {RUNTIME_REPOSITORY}:{'f' * 40}"),
+        (
+            {"package": LAMBDA_PKG, "version": "9.9.9", "runtime_tag": ""},
+            f"no image {LAMBDA_PKG}:9.9.9 in ECR",
+        ),
+        (
+            {"package": ECS_PKG, "version": "9.9.9", "runtime_tag": ""},
+            f"no venv tarball of {ECS_PKG} 9.9.9",
+        ),
+        (
+            {"package": ECS_PKG, "version": OLDEST, "runtime_tag": "f" * 40},
+            f"no image {RUNTIME_REPOSITORY}:{'f' * 40}",
+        ),
         ({"package": "nt_common", "version": OLDEST, "runtime_tag": ""}, "no deployable package"),
         ({"package": LAMBDA_PKG, "version": "latest", "runtime_tag": ""}, "not a PEP 440 version"),
     ],
@@ -549,20 +586,32 @@ def test_a_stack_not_deployed_yet_points_to_the_first_deploy(
     clone = tmp_path / "repo"
     subprocess.run(["cp", "-a", str(repo), str(clone)], check=True)
     (clone / "infra" / "cdk.json").write_text(
-        json.dumps({"context": {"project": "not-deployed", "region": REGION, "ecr_repository_prefix": ""}})
+        json.dumps(
+            {"context": {"project": "not-deployed", "region": REGION, "ecr_repository_prefix": ""}}
+        )
     )
-    result = deploy(clone, cd, monkeypatch, {"package": LAMBDA_PKG, "version": OLDEST, "runtime_tag": ""})
+    result = deploy(
+        clone, cd, monkeypatch, {"package": LAMBDA_PKG, "version": OLDEST, "runtime_tag": ""}
+    )
     assert result.returncode == 2, result.output
-    assert script_lines(result) == [(
-        "deploy_release: refused not-deployed-nt-ingestion: stack not-deployed-nt-ingestion does "
-        "not exist yet: deploy the stacks once with `make deploy` (README.md, First deploy), then "
-        "release again"
-    )]
+    assert script_lines(result) == [
+        (
+            "deploy_release: refused not-deployed-nt-ingestion: stack not-deployed-nt-ingestion "
+            "does not exist yet: deploy the stacks once with `make deploy` (README.md, First "
+            "deploy), then release again"
+        )
+    ]
 
 
 def run_script(repo: Path, creds: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     """scripts/deploy_release.py run directly (the template's Python holds boto3)."""
-    cmd = [sys.executable, "scripts/deploy_release.py", *args, "--artifacts", f"s3://{BUCKET}/venvs"]
+    cmd = [
+        sys.executable,
+        "scripts/deploy_release.py",
+        *args,
+        "--artifacts",
+        f"s3://{BUCKET}/venvs",
+    ]
     return run(cmd, cwd=repo, check=False, env=aws_env(creds, ECR_REPOSITORY_PREFIX=""))
 
 
@@ -619,7 +668,11 @@ def test_cd_policy_scopes_the_deploy(repo: Path) -> None:
         ("ecs:DeregisterTaskDefinition", "*", {}),
         ("ecs:DescribeTaskDefinition", "*", {}),
         ("ecs:TagResource", family, {}),
-        ("scheduler:UpdateSchedule", f"arn:aws:scheduler:{region}:{account}:schedule/default/{ECS_STACK}", {}),
+        (
+            "scheduler:UpdateSchedule",
+            f"arn:aws:scheduler:{region}:{account}:schedule/default/{ECS_STACK}",
+            {},
+        ),
         ("iam:GetRole", role, {}),
         ("iam:PassRole", role, {"iam:PassedToService": "ecs-tasks.amazonaws.com"}),
         ("iam:PassRole", role, {"iam:PassedToService": "lambda.amazonaws.com"}),
@@ -628,17 +681,28 @@ def test_cd_policy_scopes_the_deploy(repo: Path) -> None:
     for action, resource, context in allowed:
         assert decision(document, action, resource, context) == "Allow", (action, resource, context)
 
-    assert decision(document, "cloudformation:UpdateStack", stack(f"{PROJECT}-foundation"), {}) == "Deny"
+    assert (
+        decision(document, "cloudformation:UpdateStack", stack(f"{PROJECT}-foundation"), {})
+        == "Deny"
+    )
     denied = [
         ("cloudformation:UpdateStack", stack("other-team-api"), {}),
         ("cloudformation:CreateStack", stack(LAMBDA_STACK), {}),
         ("cloudformation:DeleteStack", stack(LAMBDA_STACK), {}),
-        ("lambda:UpdateFunctionCode", f"arn:aws:lambda:{region}:{account}:function:other-team-fn", {}),
+        (
+            "lambda:UpdateFunctionCode",
+            f"arn:aws:lambda:{region}:{account}:function:other-team-fn",
+            {},
+        ),
         ("lambda:CreateFunction", function, {}),
         ("ecs:TagResource", f"arn:aws:ecs:{region}:{account}:task-definition/other:1", {}),
         ("iam:PassRole", role, {"iam:PassedToService": "ec2.amazonaws.com"}),
         ("iam:PassRole", role, {}),
-        ("iam:PassRole", f"arn:aws:iam::{account}:role/admin", {"iam:PassedToService": "ecs-tasks.amazonaws.com"}),
+        (
+            "iam:PassRole",
+            f"arn:aws:iam::{account}:role/admin",
+            {"iam:PassedToService": "ecs-tasks.amazonaws.com"},
+        ),
         ("iam:PutRolePolicy", role, {}),
     ]
     for action, resource, context in denied:
@@ -662,12 +726,37 @@ def test_failure_reason_is_the_first_failed_resource_of_the_update(script_module
     older update's."""
     events = [
         {"StackName": "s", "LogicalResourceId": "s", "ResourceStatus": "UPDATE_ROLLBACK_COMPLETE"},
-        {"StackName": "s", "LogicalResourceId": "Function", "ResourceStatus": "UPDATE_FAILED", "ResourceStatusReason": "Resource update cancelled"},
-        {"StackName": "s", "LogicalResourceId": "s", "ResourceStatus": "UPDATE_ROLLBACK_IN_PROGRESS", "ResourceStatusReason": "The following resource(s) failed to update: [Function]."},
-        {"StackName": "s", "LogicalResourceId": "Function", "ResourceStatus": "UPDATE_FAILED", "ResourceStatusReason": "Image manifest media type not supported"},
+        {
+            "StackName": "s",
+            "LogicalResourceId": "Function",
+            "ResourceStatus": "UPDATE_FAILED",
+            "ResourceStatusReason": "Resource update cancelled",
+        },
+        {
+            "StackName": "s",
+            "LogicalResourceId": "s",
+            "ResourceStatus": "UPDATE_ROLLBACK_IN_PROGRESS",
+            "ResourceStatusReason": "The following resource(s) failed to update: [Function].",
+        },
+        {
+            "StackName": "s",
+            "LogicalResourceId": "Function",
+            "ResourceStatus": "UPDATE_FAILED",
+            "ResourceStatusReason": "Image manifest media type not supported",
+        },
         {"StackName": "s", "LogicalResourceId": "Function", "ResourceStatus": "UPDATE_IN_PROGRESS"},
-        {"StackName": "s", "LogicalResourceId": "s", "ResourceStatus": "UPDATE_IN_PROGRESS", "ResourceStatusReason": "User Initiated"},
-        {"StackName": "s", "LogicalResourceId": "Task", "ResourceStatus": "UPDATE_FAILED", "ResourceStatusReason": "an older update"},
+        {
+            "StackName": "s",
+            "LogicalResourceId": "s",
+            "ResourceStatus": "UPDATE_IN_PROGRESS",
+            "ResourceStatusReason": "User Initiated",
+        },
+        {
+            "StackName": "s",
+            "LogicalResourceId": "Task",
+            "ResourceStatus": "UPDATE_FAILED",
+            "ResourceStatusReason": "an older update",
+        },
     ]
     reason = script_module.failure_reason(events)
     assert reason == "Function: Image manifest media type not supported"
@@ -717,7 +806,9 @@ def test_without_infrastructure_cd_only_publishes(render) -> None:
     services = {
         action.split(":")[0]
         for statement in policy(repo)["Statement"]
-        for action in ([statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"])
+        for action in (
+            [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
+        )
     }
     assert services == {"s3", "ecr"}
 
