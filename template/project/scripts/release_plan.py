@@ -20,7 +20,6 @@ import sys
 
 import monorepo
 
-
 # PEP 440's canonical public versions (its appendix, without local versions: ECR tags and S3
 # keys are named by the version, and `+` is not a tag character). upload_all.py and the
 # runtime compare versions in this form, so a release in any other spelling (`1.0-rc1`,
