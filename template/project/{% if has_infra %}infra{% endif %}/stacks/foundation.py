@@ -39,13 +39,11 @@ class FoundationStack(cdk.Stack):
         has_ecs = any(p.kind == "ecs" for p in packages)
         if has_ecs or settings.artifacts_bucket:
             self._artifacts_bucket(settings)
-        repositories = [
-            settings.ecr_repository_prefix + p.name for p in packages if p.kind == "lambda"
-        ]
+        for package in packages:
+            if package.kind == "lambda":
+                self._repository(settings.ecr_repository_prefix + package.name, lambda_=True)
         if has_ecs or settings.artifacts_bucket:
-            repositories.append(settings.runtime_repository)
-        for name in repositories:
-            self._repository(name)
+            self._repository(settings.runtime_repository, lambda_=False)
         self._cd_role(settings)
         if has_ecs or settings.artifacts_bucket:
             cluster = ecs.CfnCluster(self, "Cluster", cluster_name=settings.cluster_name)
@@ -91,7 +89,7 @@ class FoundationStack(cdk.Stack):
         )
         cdk.CfnOutput(self, "ArtifactsBucketName", value=bucket.bucket_name)
 
-    def _repository(self, name: str) -> None:
+    def _repository(self, name: str, lambda_: bool) -> None:
         repository = ecr.Repository(
             self,
             f"Repository-{name}",
@@ -107,6 +105,8 @@ class FoundationStack(cdk.Stack):
                 )
             ],
         )
+        if not lambda_:
+            return
         # Lambda pulls a function's image with the service's own identity: only for functions
         # of this account.
         repository.add_to_resource_policy(

@@ -105,7 +105,6 @@ class FunctionStack(cdk.Stack):
             role=role.attr_arn,
             logging_config=lambda_.CfnFunction.LoggingConfigProperty(log_group=log_group.ref),
         )
-        function.node.add_dependency(log_group)
         cdk.CfnOutput(self, "FunctionName", value=function.ref)
 
 

@@ -85,6 +85,12 @@ class Settings:
         repository = text("github_repository")
         if repository and not re.fullmatch(r"[\w.-]+/[\w.-]+", repository):
             raise ConfigError(f"infra/cdk.json: github_repository {repository!r} is not owner/name")
+        provider = text("github_oidc_provider_arn")
+        if provider and not provider.endswith(":oidc-provider/token.actions.githubusercontent.com"):
+            raise ConfigError(
+                f"infra/cdk.json: github_oidc_provider_arn {provider!r} is not GitHub's provider "
+                "(arn:aws:iam::<account>:oidc-provider/token.actions.githubusercontent.com)"
+            )
         for key in ("lambda_architecture", "ecs_architecture"):
             if text(key, "x86_64") not in ("x86_64", "arm64"):
                 raise ConfigError(f"infra/cdk.json: {key} must be x86_64 or arm64")
@@ -93,7 +99,7 @@ class Settings:
             region=text("region", "eu-west-1"),
             ecr_repository_prefix=text("ecr_repository_prefix"),
             github_repository=repository,
-            github_oidc_provider_arn=text("github_oidc_provider_arn"),
+            github_oidc_provider_arn=provider,
             log_retention_days=int(text("log_retention_days", "30")),
             lambda_architecture=text("lambda_architecture", "x86_64"),
             ecs_architecture=text("ecs_architecture", "x86_64"),

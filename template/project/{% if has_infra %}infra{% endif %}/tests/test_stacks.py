@@ -1,12 +1,16 @@
 """The stacks as synthesized from this repo: what CloudFormation would be asked to create.
 
-One app is synthesized for the module (CDK's library starts Node.js once). Each test reads
-one stack's template with aws_cdk.assertions.
+One app is synthesized for the module (CDK's library starts Node.js once), with a
+github_repository for the foundation stack. Each test reads one stack's template with
+aws_cdk.assertions; cfn-lint checks every template against CloudFormation's resource specs.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import iam_policy
@@ -26,13 +30,31 @@ JOBS = [p for p in PACKAGES if p.kind == "ecs"]
 
 
 @pytest.fixture(scope="module")
-def templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Template]:
-    app = build({"github_repository": "acme/monorepo"}, outdir=str(tmp_path_factory.mktemp("out")))
+def outdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cdk.out")
+
+
+@pytest.fixture(scope="module")
+def templates(outdir: Path) -> dict[str, Template]:
+    app = build({"github_repository": "acme/monorepo"}, outdir=str(outdir))
+    app.synth()
     return {
         child.stack_name: Template.from_stack(child)
         for child in app.node.children
         if isinstance(child, Stack)
     }
+
+
+def test_templates_pass_cfn_lint(templates: dict[str, Template], outdir: Path) -> None:
+    files = sorted(str(path) for path in outdir.glob("*.template.json"))
+    assert len(files) == len(templates)
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("cfn-lint")), *files],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_one_stack_per_deployable_package_and_the_foundation(
