@@ -1,8 +1,12 @@
 """The CDK app: the foundation stack and one stack per Lambda function and ECS job in src/.
 
 A package added with `make new-package TYPE=lambda|ecs` gets its stack at the next synth, with
-no edit here. Every stack deploys without `cdk bootstrap`: the CLI's own credentials deploy
-it (CliCredentialsStackSynthesizer) and it has no assets (images come from ECR by tag).
+no edit here. Every stack deploys without `cdk bootstrap`: it has no assets (images come from
+ECR by tag), and LegacyStackSynthesizer has the CLI deploy it with its own credentials, the
+template sent inline. CliCredentialsStackSynthesizer would too, but it makes every template
+an asset, which `cdk deploy` uploads to the bootstrap bucket first ("No bucket named
+'cdk-hnb659fds-assets-...'. Is account ... bootstrapped?"). A template over 50 KB would need
+that bucket as well; these are a few KB each.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ def build(context: dict[str, Any] | None = None, outdir: str | None = None) -> c
     )
     settings = Settings.from_context(app.node.try_get_context)
     env = cdk.Environment(region=settings.region)
-    synthesizer = cdk.CliCredentialsStackSynthesizer
+    synthesizer = cdk.LegacyStackSynthesizer
     packages = deployables()
     if settings.github_repository:
         FoundationStack(app, settings, packages, env=env, synthesizer=synthesizer())
