@@ -83,6 +83,7 @@ class MonorepoContext(ContextHook):
             ingestion_dist=dist_name(f"{prefix}_ingestion"),
             has_ecs="ecs" in targets,
             has_lambda="lambda" in targets,
+            has_infra=context.get("infrastructure", "none") == "cdk",
             python_floor=f">={python}",
             ruff_target=f"py{python.replace('.', '')}",
             uv_version=UV_VERSION,

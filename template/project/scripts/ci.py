@@ -159,6 +159,9 @@ def lock_check() -> None:
     if (monorepo.ROOT / "scripts" / "upload_all.py").exists():
         script = ("uv", "lock", "--check", "--script", "scripts/upload_all.py")
         checks["scripts/upload_all.py.lock"] = script
+    # The infrastructure's own project (infra/, never a workspace member).
+    if (monorepo.ROOT / "infra" / "pyproject.toml").exists():
+        checks["infra/uv.lock"] = ("uv", "lock", "--check", "--project", "infra")
     if not monorepo.is_shared():
         for project in project_dirs():
             checks[f"{project}/uv.lock"] = ("uv", "lock", "--check", "--project", project)

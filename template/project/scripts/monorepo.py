@@ -38,6 +38,24 @@ GLOBAL_PATHS = (
 )
 
 
+# AWS names of the deployed packages (infra/ makes them, CD's deploy updates them): one rule.
+# `<project>` is the repo's slug, recorded once as CDK context in infra/cdk.json.
+FOUNDATION = "foundation"
+
+
+def stack_name(project: str, package: str) -> str:
+    """The CloudFormation stack of a deployable package (or of FOUNDATION): `my-repo-nt-api`.
+
+    Also the Lambda function's name and the ECS task definition's family.
+    """
+    return f"{project}-{package.replace('_', '-')}"
+
+
+def runtime_repository(project: str) -> str:
+    """The ECR repository of the ECS runtime image, before the ECR_REPOSITORY_PREFIX."""
+    return f"{project}-runtime"
+
+
 class InvalidToml(SystemExit):
     """A TOML file that does not parse (say, conflict markers left by an update).
 
