@@ -83,8 +83,7 @@ class MonorepoContext(ContextHook):
             ingestion_dist=dist_name(f"{prefix}_ingestion"),
             has_ecs="ecs" in targets,
             has_lambda="lambda" in targets,
-            # The infra helper's `infrastructure` answer (cdk | none); cdk until it exists.
-            has_infra=context.get("infrastructure", "cdk") == "cdk",
+            has_infra=context.get("infrastructure", "none") == "cdk",
             python_floor=f">={python}",
             ruff_target=f"py{python.replace('.', '')}",
             uv_version=UV_VERSION,

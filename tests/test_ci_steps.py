@@ -261,6 +261,28 @@ def test_release_plan_step_splits_ecs_and_lambda(project: Path, monkeypatch) -> 
     assert results[0].returncode != 0 and "AWS_ROLE_ARN" in results[0].output
 
 
+@pytest.mark.parametrize("spelling", ["1.0-rc1", "1.0+local", "01.0", "v1.0"])
+def test_release_plan_refuses_a_version_cd_would_name_differently(
+    project: Path, spelling: str
+) -> None:
+    """A release's S3 keys and ECR tags are named by the version in canonical PEP 440 form
+    (upload_all.py, the runtime); another spelling stops the plan before anything is built."""
+    pyproject = project / "src" / API / "pyproject.toml"
+    original = pyproject.read_text()
+    try:
+        changed = re.sub(r'^version = ".+"$', f'version = "{spelling}"', original, flags=re.M)
+        pyproject.write_text(changed)
+        plan = ["python3", "scripts/release_plan.py", "--tag", "v1"]
+        result = run(plan, cwd=project, check=False)
+        assert result.returncode != 0
+        assert f"{API} has version {spelling!r}" in result.stderr, result.stderr
+        assert "canonical PEP 440" in result.stderr
+    finally:
+        pyproject.write_text(original)
+    plan = run(["python3", "scripts/release_plan.py", "--tag", "v1"], cwd=project)
+    assert json.loads(plan.stdout)["ecs"]
+
+
 def test_makefile_ci_targets_run_the_same_checks(project: Path) -> None:
     base = commit_all(project, "Base")
     append(project / "src" / COMMON / COMMON / "settings.py", "\n# touched\n")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import run
 
 LAYOUTS = ["shared", "independent"]
 TARGET_SETS = [["ecs"], ["lambda"], ["ecs", "lambda"]]
@@ -104,6 +105,20 @@ def test_locks_are_never_templated(render) -> None:
 def test_dockerignore_keeps_vcs_and_secrets_out_of_build_contexts(render) -> None:
     ignored = (render() / ".dockerignore").read_text().split()
     assert {".git", "**/.venv", "**/.env", "dist"} <= set(ignored)
+
+
+def test_git_ignores_the_secrets_build_contexts_ignore(render) -> None:
+    """Every secret-shaped name .dockerignore keeps out of images is one git will not commit
+    either (asked of git itself, on files created in a generated repo)."""
+    repo = render()
+    run(["git", "init", "--quiet"], cwd=repo)
+    secrets = [".env", ".env.local", ".envrc", "deploy/key.pem", "src/x/id.key"]
+    secrets += [".aws/credentials", ".netrc", ".pypirc"]
+    for name in secrets:
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_text("secret\n")
+    ignored = run(["git", "check-ignore", "--no-index", *secrets], cwd=repo, check=False)
+    assert sorted(ignored.stdout.split()) == sorted(secrets), ignored.stdout
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)

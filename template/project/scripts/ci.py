@@ -159,6 +159,9 @@ def lock_check() -> None:
     for script in monorepo.LOCKED_SCRIPTS:
         if (monorepo.ROOT / script).exists():
             checks[f"{script}.lock"] = ("uv", "lock", "--check", "--script", script)
+    # The infrastructure's own project (infra/, never a workspace member).
+    if (monorepo.ROOT / "infra" / "pyproject.toml").exists():
+        checks["infra/uv.lock"] = ("uv", "lock", "--check", "--project", "infra")
     if not monorepo.is_shared():
         for project in project_dirs():
             checks[f"{project}/uv.lock"] = ("uv", "lock", "--check", "--project", project)

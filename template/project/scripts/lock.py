@@ -108,6 +108,9 @@ def main() -> int:
         return 1
     projects = ["."] if shared else [".", *(f"src/{name}" for name in sorted(packages))]
     commands = [["uv", "lock", "--directory", project] for project in projects]
+    # The infrastructure's own project (infra/, never a workspace member).
+    if (monorepo.ROOT / "infra" / "pyproject.toml").is_file():
+        commands.append(["uv", "lock", "--directory", "infra"])
     # The release scripts' own locks (CD runs them with `uv run --locked`).
     for script in monorepo.LOCKED_SCRIPTS:
         if (monorepo.ROOT / script).is_file():

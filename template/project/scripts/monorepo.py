@@ -42,6 +42,24 @@ GLOBAL_PATHS = (
 LOCKED_SCRIPTS = ("scripts/upload_all.py", "scripts/deploy_release.py")
 
 
+# AWS names of the deployed packages (infra/ makes them, CD's deploy updates them): one rule.
+# `<project>` is the repo's slug, recorded once as CDK context in infra/cdk.json.
+FOUNDATION = "foundation"
+
+
+def stack_name(project: str, package: str) -> str:
+    """The CloudFormation stack of a deployable package (or of FOUNDATION): `my-repo-nt-api`.
+
+    Also the Lambda function's name and the ECS task definition's family.
+    """
+    return f"{project}-{package.replace('_', '-')}"
+
+
+def runtime_repository(project: str) -> str:
+    """The ECR repository of the ECS runtime image, before the ECR_REPOSITORY_PREFIX."""
+    return f"{project}-runtime"
+
+
 class InvalidToml(SystemExit):
     """A TOML file that does not parse (say, conflict markers left by an update).
 
@@ -206,13 +224,3 @@ def dependents(packages: dict[str, Package], changed: set[str]) -> set[str]:
                 result.add(pkg.dir_name)
                 grew = True
     return result
-
-
-# CloudFormation stacks (infra/): `<project>-foundation`, and one per deployable package. The
-# CDK app and scripts/deploy_release.py both name stacks through these, never by hand.
-FOUNDATION = "foundation"
-
-
-def stack_name(project: str, package: str) -> str:
-    """A package's stack (or FOUNDATION's): `my-monorepo`, `nt_api` -> `my-monorepo-nt-api`."""
-    return f"{project}-{package.replace('_', '-')}"

@@ -15,9 +15,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 
 import monorepo
+
+# PEP 440's canonical public versions (its appendix, without local versions: ECR tags and S3
+# keys are named by the version, and `+` is not a tag character). upload_all.py and the
+# runtime compare versions in this form, so a release in any other spelling (`1.0-rc1`,
+# `v1.0`, `1.0+local`) would be published under a name they do not find.
+CANONICAL = re.compile(
+    r"([1-9][0-9]*!)?(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*"
+    r"((a|b|rc)(0|[1-9][0-9]*))?(\.post(0|[1-9][0-9]*))?(\.dev(0|[1-9][0-9]*))?"
+)
 
 
 def plan(packages: dict[str, monorepo.Package], selected: list[str]) -> dict[str, list]:
@@ -47,13 +57,34 @@ def select(packages: dict[str, monorepo.Package], tag: str | None, names: str | 
     return chosen or sorted(packages)
 
 
+def check_versions(packages: dict[str, monorepo.Package], selected: list[str]) -> None:
+    """Stop, before anything is built, on a deployable package whose version is not canonical.
+
+    Raises SystemExit naming every such package and its pyproject.toml version.
+    """
+    bad = [
+        f"{name} has version {packages[name].version!r}"
+        for name in selected
+        if packages[name].deploy in ("ecs", "lambda")
+        and not CANONICAL.fullmatch(packages[name].version or "")
+    ]
+    if bad:
+        sys.exit(
+            "release: not a canonical PEP 440 version (like 1.2.0, 1.2.0rc1, 1.2.0.post1): "
+            + "; ".join(bad)
+            + ". Write it that way in the package's pyproject.toml."
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tag", help="the pushed tag (GITHUB_REF_NAME)")
     parser.add_argument("--packages", help="space-separated package folders; blank for all")
     args = parser.parse_args(argv)
     packages = monorepo.discover()
-    print(json.dumps(plan(packages, select(packages, args.tag, args.packages))))
+    selected = select(packages, args.tag, args.packages)
+    check_versions(packages, selected)
+    print(json.dumps(plan(packages, selected)))
     return 0
 
 

@@ -1,0 +1,430 @@
+"""infrastructure=cdk: the generated CDK app synthesizes, lints, deploys into moto, and follows
+the packages in src/ with no edit under infra/.
+
+Answer combinations (a covering set, not the product): every deploy target, both layouts,
+both architectures of each kind and three Pythons are each in at least one of
+
+    both-shared       ecs+lambda, shared, Lambda arm64, ECS x86_64, Python 3.13 (the defaults)
+    lambda-independent  lambda, independent, Lambda x86_64, Python 3.12
+    ecs-independent   ecs, independent, ECS arm64, Python 3.11, nested artifact names
+
+Each is generated once for the module from this checkout released as 0.1.0 (so `make
+new-package` can find it), its infra/ venv made by uv from its cache (hard links, nothing
+downloaded again), and synthesized once with `make synth`.
+
+moto (5.2.5, server mode) is lenient or silent on what these checks then read on the
+templates instead: its CloudFormation skips AWS::S3::BucketPolicy, AWS::IAM::OIDCProvider
+and AWS::Scheduler::Schedule (a warning, no resource), and ignores an ECR repository's
+RepositoryPolicyText, LifecyclePolicy and ImageScanningConfiguration and a bucket's
+PublicAccessBlockConfiguration; a function reads back as `PackageType: Zip` and
+`Architectures: [x86_64]` whatever the template says.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import gha
+import pytest
+from conftest import (
+    MOTO_CREDENTIALS,
+    boto_credentials,
+    copy_template,
+    free_port,
+    run,
+    tree_snapshot,
+)
+from gitrepo import commit_all, git
+
+pytestmark = pytest.mark.slow
+
+PROJECT = "my-monorepo"
+ACCOUNT = "123456789012"  # moto's
+GITHUB_REPOSITORY = "acme/monorepo"
+COPIER = f"COPIER={Path(sys.executable).with_name('copier')}"
+DIGEST = "sha256:" + "ab" * 32
+TARBALL_SHA256 = "cd" * 32
+RUNTIME_TAG = "0123456789abcdef0123456789abcdef01234567"
+
+COMBOS = {
+    "both-shared": {},
+    "lambda-independent": {
+        "deploy_targets": ["lambda"],
+        "workspace_layout": "independent",
+        "lambda_architecture": "x86_64",
+        "python_version": "3.12",
+    },
+    "ecs-independent": {
+        "deploy_targets": ["ecs"],
+        "workspace_layout": "independent",
+        "ecs_architecture": "arm64",
+        "python_version": "3.11",
+        "artifact_naming": "nested",
+    },
+}
+
+
+@dataclass
+class Synthesized:
+    name: str
+    answers: dict[str, Any]
+    repo: Path
+
+    @property
+    def out(self) -> Path:
+        return self.repo / "infra" / "cdk.out"
+
+    def template(self, stack: str) -> dict[str, Any]:
+        return json.loads((self.out / f"{stack}.template.json").read_text())
+
+    @property
+    def lambdas(self) -> list[str]:
+        return (
+            ["nt_ingestion"] if "lambda" in self.answers.get("deploy_targets", ["lambda"]) else []
+        )
+
+    @property
+    def jobs(self) -> list[str]:
+        return ["nt_api"] if "ecs" in self.answers.get("deploy_targets", ["ecs"]) else []
+
+    def architecture(self, kind: str) -> str:
+        return self.answers.get(f"{kind}_architecture", {"lambda": "arm64", "ecs": "x86_64"}[kind])
+
+
+def stack(package: str) -> str:
+    return f"{PROJECT}-{package.replace('_', '-')}"
+
+
+def resources(template: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    return [r["Properties"] for r in template["Resources"].values() if r["Type"] == kind]
+
+
+def set_github_repository(repo: Path) -> None:
+    """What README's "First deploy" has a team do once: name the repo CD runs in."""
+    cdk_json = repo / "infra" / "cdk.json"
+    config = json.loads(cdk_json.read_text())
+    config["context"]["github_repository"] = GITHUB_REPOSITORY
+    cdk_json.write_text(json.dumps(config, indent=2) + "\n")
+
+
+# One generated, synthesized repo per combination, for the module (per xdist worker).
+_SYNTHESIZED: dict[str, Synthesized] = {}
+
+
+def synthesize(
+    name: str, released_template, tmp_path_factory: pytest.TempPathFactory
+) -> Synthesized:
+    if name not in _SYNTHESIZED:
+        answers = COMBOS[name]
+        repo = copy_template(
+            tmp_path_factory.mktemp(name) / "repo",
+            tasks=True,
+            src=released_template.path,
+            vcs_ref="0.1.0",
+            **answers,
+        )
+        set_github_repository(repo)
+        commit_all(repo, "CD runs in acme/monorepo")
+        run(["make", "synth"], cwd=repo)
+        _SYNTHESIZED[name] = Synthesized(name, answers, repo)
+    return _SYNTHESIZED[name]
+
+
+@pytest.fixture(scope="module", params=list(COMBOS))
+def synthesized(
+    request: pytest.FixtureRequest, released_template, tmp_path_factory: pytest.TempPathFactory
+) -> Synthesized:
+    return synthesize(request.param, released_template, tmp_path_factory)
+
+
+def test_synth_makes_the_foundation_and_one_stack_per_deployable_package(
+    synthesized: Synthesized,
+) -> None:
+    manifest = json.loads((synthesized.out / "manifest.json").read_text())
+    stacks = {
+        name for name, a in manifest["artifacts"].items() if a["type"] == "aws:cloudformation:stack"
+    }
+    expected = {stack("foundation")} | {stack(p) for p in synthesized.lambdas + synthesized.jobs}
+    assert stacks == expected
+    # Deployable without `cdk bootstrap`: no bootstrap version parameter or rule, no assets.
+    for name in stacks:
+        template = synthesized.template(name)
+        assert "BootstrapVersion" not in template.get("Parameters", {}), name
+        assert "Rules" not in template, name
+        assert not [r for r in template["Resources"].values() if r["Type"].startswith("Custom::")]
+        assert not (synthesized.out / f"{name}.assets.json").exists() or not json.loads(
+            (synthesized.out / f"{name}.assets.json").read_text()
+        ).get("files"), name
+    # cdk.out is what `make synth` writes: git ignores it, and the root workspace ignores infra/.
+    assert git(synthesized.repo, "status", "--porcelain") == ""
+
+
+def test_templates_pass_cfn_lint(synthesized: Synthesized) -> None:
+    templates = sorted(str(p) for p in synthesized.out.glob("*.template.json"))
+    lint = run(
+        [str(synthesized.repo / "infra/.venv/bin/cfn-lint"), *templates],
+        cwd=synthesized.repo,
+        check=False,
+    )
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+def test_templates_hold_what_moto_ignores(synthesized: Synthesized) -> None:
+    """Package type, architectures, the ImageUri by digest, the task role's scope (exactly
+    `scripts/iam_policy.py task-role`'s), runtimePlatform, initProcessEnabled, the bucket's
+    statements (the write-once document among them), the ECR repositories' settings."""
+    repo = synthesized.repo
+    prefix_arch = synthesized.architecture
+    for package in synthesized.lambdas:
+        template = synthesized.template(stack(package))
+        (function,) = resources(template, "AWS::Lambda::Function")
+        assert function["PackageType"] == "Image"
+        assert function["Architectures"] == [prefix_arch("lambda")]
+        condition, by_digest, by_tag = function["Code"]["ImageUri"]["Fn::If"]
+        assert condition == "HasImageDigest"
+        assert by_digest["Fn::Join"][1][-2:] == [f"/{package}@", {"Ref": "ImageDigest"}]
+        assert by_tag["Fn::Join"][1][-2:] == [f"/{package}:", {"Ref": "Version"}]
+        assert set(template["Parameters"]) == {"Version", "ImageDigest"}
+    for package in synthesized.jobs:
+        template = synthesized.template(stack(package))
+        (task,) = resources(template, "AWS::ECS::TaskDefinition")
+        assert task["RuntimePlatform"] == {
+            "CpuArchitecture": {"x86_64": "X86_64", "arm64": "ARM64"}[prefix_arch("ecs")],
+            "OperatingSystemFamily": "LINUX",
+        }
+        (container,) = task["ContainerDefinitions"]
+        assert container["LinuxParameters"] == {"InitProcessEnabled": True}
+        printed = run(
+            ["uv", "run", "--quiet", "scripts/iam_policy.py", "task-role", package], cwd=repo
+        )
+        (task_role,) = [
+            r
+            for r in resources(template, "AWS::IAM::Role")
+            if r["Policies"][0]["PolicyName"] == "own-venv-tarballs"
+        ]
+        assert task_role["Policies"][0]["PolicyDocument"] == json.loads(printed.stdout)
+        assert task["TaskRoleArn"] == {"Fn::GetAtt": ["TaskRole", "Arn"]}
+        assert set(template["Parameters"]) == {"PackageVersion", "PackageSha256", "RuntimeImageTag"}
+
+    foundation = synthesized.template(stack("foundation"))
+    repositories = resources(foundation, "AWS::ECR::Repository")
+    expected = set(synthesized.lambdas) | ({f"{PROJECT}-runtime"} if synthesized.jobs else set())
+    assert {r["RepositoryName"] for r in repositories} == expected
+    for repository in repositories:
+        assert repository["ImageTagMutability"] == "IMMUTABLE"
+        assert repository["ImageScanningConfiguration"] == {"ScanOnPush": True}
+        (rule,) = json.loads(repository["LifecyclePolicy"]["LifecyclePolicyText"])["rules"]
+        assert rule["selection"]["tagStatus"] == "untagged"
+        pulls = "RepositoryPolicyText" in repository
+        assert pulls == (repository["RepositoryName"] in synthesized.lambdas)
+    (provider,) = resources(foundation, "AWS::IAM::OIDCProvider")
+    assert provider["Url"] == "https://token.actions.githubusercontent.com"
+    if synthesized.jobs:
+        (bucket,) = resources(foundation, "AWS::S3::Bucket")
+        assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
+        assert all(bucket["PublicAccessBlockConfiguration"].values())
+        assert "BucketEncryption" in bucket
+        (policy,) = resources(foundation, "AWS::S3::BucketPolicy")
+        statements = policy["PolicyDocument"]["Statement"]
+        written_once = json.loads((repo / "deploy/iam/artifacts-bucket-policy.json").read_text())
+        for statement in written_once["Statement"]:
+            assert statement in statements
+        assert {"Bool": {"aws:SecureTransport": "false"}} in [
+            s.get("Condition") for s in statements
+        ]
+        assert len(resources(foundation, "AWS::ECS::Cluster")) == 1
+    else:
+        assert not resources(foundation, "AWS::S3::Bucket")
+        assert not resources(foundation, "AWS::ECS::Cluster")
+
+
+@pytest.fixture
+def moto_server() -> Iterator[dict[str, Any]]:
+    """A moto server of the test's own: each combination deploys the same names."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    yield {"endpoint_url": f"http://127.0.0.1:{port}", **boto_credentials(MOTO_CREDENTIALS)}
+    server.stop()
+
+
+def create_stack(
+    cloudformation: Any, synthesized: Synthesized, name: str, **parameters: str
+) -> dict[str, str]:
+    cloudformation.create_stack(
+        StackName=name,
+        TemplateBody=(synthesized.out / f"{name}.template.json").read_text(),
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+        Capabilities=["CAPABILITY_NAMED_IAM"],
+    )
+    (described,) = cloudformation.describe_stacks(StackName=name)["Stacks"]
+    assert described["StackStatus"] == "CREATE_COMPLETE", described
+    return {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
+
+
+def test_stacks_deploy_into_moto_and_read_back(synthesized: Synthesized, moto_server: dict) -> None:
+    """The foundation first, then each package's stack with CD's parameters; the live
+    resources read back through boto3. A Lambda stack is created as a first `make deploy`
+    would (no digest: the version's tag), then updated as CD does (digest, previous template)."""
+    cloudformation = boto3.client("cloudformation", **moto_server)
+    iam = boto3.client("iam", **moto_server)
+    outputs = create_stack(cloudformation, synthesized, stack("foundation"))
+    role = outputs["CdRoleArn"]
+    assert role == f"arn:aws:iam::{ACCOUNT}:role/{PROJECT}/{PROJECT}-cd"
+    cd_role = iam.get_role(RoleName=f"{PROJECT}-cd")["Role"]
+    trust = (synthesized.repo / "deploy/iam/github-oidc-trust-policy.json").read_text()
+    trust = trust.replace("${AWS_ACCOUNT_ID}", ACCOUNT).replace(
+        "${GITHUB_REPOSITORY}", GITHUB_REPOSITORY
+    )
+    assert cd_role["AssumeRolePolicyDocument"] == json.loads(trust)
+    (policy_name,) = iam.list_role_policies(RoleName=f"{PROJECT}-cd")["PolicyNames"]
+    granted = iam.get_role_policy(RoleName=f"{PROJECT}-cd", PolicyName=policy_name)[
+        "PolicyDocument"
+    ]
+    documented = json.loads(
+        (synthesized.repo / "deploy/iam/cd-role-policy.json")
+        .read_text()
+        .replace("${AWS_ACCOUNT_ID}", ACCOUNT)
+        .replace("${ECR_REPOSITORY_PREFIX}", "")
+    )
+    assert granted == documented
+    ecr = boto3.client("ecr", **moto_server)
+    repositories = {r["repositoryName"]: r for r in ecr.describe_repositories()["repositories"]}
+    assert set(repositories) == set(synthesized.lambdas) | (
+        {f"{PROJECT}-runtime"} if synthesized.jobs else set()
+    )
+    assert {r["imageTagMutability"] for r in repositories.values()} == {"IMMUTABLE"}
+
+    functions = boto3.client("lambda", **moto_server)
+    for package in synthesized.lambdas:
+        name = stack(package)
+        registry = f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com/{package}"
+        assert create_stack(cloudformation, synthesized, name) == {"FunctionName": name}
+        function = functions.get_function(FunctionName=name)
+        assert function["Code"]["ImageUri"] == f"{registry}:0.1.0"
+        cloudformation.update_stack(
+            StackName=name,
+            UsePreviousTemplate=True,
+            Parameters=[
+                {"ParameterKey": "Version", "ParameterValue": "0.2.0"},
+                {"ParameterKey": "ImageDigest", "ParameterValue": DIGEST},
+            ],
+            Capabilities=["CAPABILITY_NAMED_IAM"],
+        )
+        function = functions.get_function(FunctionName=name)
+        assert function["Code"]["ImageUri"] == f"{registry}@{DIGEST}"
+        configuration = function["Configuration"]
+        assert configuration["Role"].startswith(f"arn:aws:iam::{ACCOUNT}:role/{PROJECT}/")
+        assert (configuration["MemorySize"], configuration["Timeout"]) == (512, 30)
+
+    if synthesized.jobs:
+        s3 = boto3.client("s3", **moto_server)
+        assert outputs["ArtifactsBucketName"] == "nt-artifacts"
+        assert s3.get_bucket_versioning(Bucket="nt-artifacts")["Status"] == "Enabled"
+        assert outputs["ClusterName"] == PROJECT
+    ecs = boto3.client("ecs", **moto_server)
+    for package in synthesized.jobs:
+        name = stack(package)
+        outputs = create_stack(
+            cloudformation,
+            synthesized,
+            name,
+            PackageSha256=TARBALL_SHA256,
+            RuntimeImageTag=RUNTIME_TAG,
+        )
+        task = ecs.describe_task_definition(taskDefinition=outputs["TaskDefinitionArn"])[
+            "taskDefinition"
+        ]
+        assert task["family"] == name
+        (container,) = task["containerDefinitions"]
+        assert (
+            container["image"]
+            == f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com/{PROJECT}-runtime:{RUNTIME_TAG}"
+        )
+        assert container["command"] == [package]
+        assert {e["name"]: e["value"] for e in container["environment"]} == {
+            "ARTIFACTS_URI": "s3://nt-artifacts/venvs",
+            "PACKAGE_VERSION": "0.1.0",
+            "PACKAGE_SHA256": TARBALL_SHA256,
+        }
+        task_role = task["taskRoleArn"].rsplit("/", 1)[1]
+        assert task["taskRoleArn"].startswith(f"arn:aws:iam::{ACCOUNT}:role/{PROJECT}/")
+        assert task["executionRoleArn"].startswith(f"arn:aws:iam::{ACCOUNT}:role/{PROJECT}/")
+        (policy_name,) = iam.list_role_policies(RoleName=task_role)["PolicyNames"]
+        printed = run(
+            ["uv", "run", "--quiet", "scripts/iam_policy.py", "task-role", package],
+            cwd=synthesized.repo,
+        )
+        assert iam.get_role_policy(RoleName=task_role, PolicyName=policy_name)[
+            "PolicyDocument"
+        ] == json.loads(printed.stdout)
+
+
+def test_ci_infra_job_and_lint_pass(released_template, tmp_path_factory) -> None:
+    """CI's Infrastructure job, run verbatim on the default answers (make test-infra: the
+    generated stack tests with cfn-lint, then mypy strict), and the Lint job's ruff over
+    infra/; the root leaves infra/ alone (`uv sync --locked` there installs no CDK)."""
+    repo = synthesize("both-shared", released_template, tmp_path_factory).repo
+    workflow = gha.load(repo / ".github/workflows/ci.yml")
+    assert "infra" in workflow["jobs"]["ci-passed"]["needs"]
+    results, _ = gha.run_job(repo, workflow, "infra")
+    assert [r.returncode for r in results] == [0], gha.describe(results)
+    assert " passed" in results[0].output and "Success: no issues found" in results[0].output
+    run(["uv", "run", "--locked", "ruff", "check", "infra"], cwd=repo)
+    run(["uv", "run", "--locked", "ruff", "format", "--check", "infra"], cwd=repo)
+    run(["uv", "sync", "--locked"], cwd=repo)
+    assert not list((repo / ".venv").glob("lib/python*/site-packages/aws_cdk"))
+    assert "aws-cdk-lib" not in (repo / "uv.lock").read_text()
+    assert git(repo, "status", "--porcelain") == ""
+
+
+def test_a_new_lambda_package_gets_its_stack_with_no_edit_under_infra(
+    released_template, tmp_path_factory, tmp_path: Path
+) -> None:
+    """`make new-package TYPE=lambda`, then `make synth`: the new function's stack is there."""
+    base = synthesize("lambda-independent", released_template, tmp_path_factory)
+    repo = tmp_path / "repo"
+    shutil.copytree(
+        base.repo, repo, symlinks=True, ignore=shutil.ignore_patterns(".venv", "cdk.out")
+    )
+    run(["make", "new-package", "NAME=billing", "TYPE=lambda", COPIER], cwd=repo)
+    run(["make", "synth"], cwd=repo)
+    added = Synthesized(base.name, base.answers, repo)
+    (function,) = resources(added.template(stack("nt_billing")), "AWS::Lambda::Function")
+    assert function["FunctionName"] == stack("nt_billing")
+    assert function["Architectures"] == ["x86_64"]
+    (repository,) = [
+        r
+        for r in resources(added.template(stack("foundation")), "AWS::ECR::Repository")
+        if r["RepositoryName"] == "nt_billing"
+    ]
+    assert repository["ImageTagMutability"] == "IMMUTABLE"
+    assert git(repo, "status", "--porcelain", "--", "infra") == ""
+    assert git(repo, "diff", "HEAD", "--stat", "--", "infra") == ""
+
+
+def test_none_generates_no_infrastructure(render) -> None:
+    """infrastructure=none: the repo as it was before the answer existed (no file added, none
+    mentioning infra/ or CDK); cdk adds infra/ and no other file."""
+    none, cdk = render(infrastructure="none"), render()
+    none_files, cdk_files = set(tree_snapshot(none)), set(tree_snapshot(cdk))
+    infra = {f for f in cdk_files if f.startswith("infra/")}
+    assert infra >= {"infra/app.py", "infra/cdk.json", "infra/pyproject.toml"}
+    assert none_files == cdk_files - infra
+    answers = (none / ".copier-answers.yml").read_text()
+    assert "infrastructure: none" in answers
+    # scripts/ are the same code in both: they lock and check infra/ only where it exists.
+    for path, text in tree_snapshot(none).items():
+        if path.startswith("scripts/"):
+            continue
+        words = text.decode(errors="replace")
+        assert "infra/" not in words and "cdk" not in words.lower(), path
