@@ -8,13 +8,11 @@ moto's ECR under their version tags). Then: a release moves each stack to exactl
 version and nothing else, a rollback dispatch moves one back without building, a version never
 released is refused before anything changes, and a failed update leaves the previous version.
 
-Stand-ins and moto's gaps, named:
+The stacks are the generated repo's own, synthesized by `make synth` (infra/cdk.out), created
+in moto as a first `make deploy` would leave them.
 
-- STANDIN_*_TEMPLATE stand in for the synthesized package stacks (infra/, not on this branch
-  yet): the contract's stack names, parameters and resource types, an image function at
-  `<repository>@<ImageDigest>`, a task definition passing PACKAGE_VERSION/PACKAGE_SHA256 and
-  running `<runtime repository>:<RuntimeImageTag>`, roles under `/<project>/`. To be replaced
-  by the templates `make synth` writes.
+moto's gaps, named:
+
 - moto's IAM enforcement checks the calls the script makes (CloudFormation, ECR, S3), not what
   CloudFormation does with the caller's credentials afterwards (Lambda, ECS, iam:PassRole): the
   policy's statements for those are checked with test_iam's evaluator, as AWS documents them.
@@ -22,14 +20,17 @@ Stand-ins and moto's gaps, named:
   resources are widened for the moto runs and checked as ARNs by the evaluator. moto's Lambda
   API refuses every signed call under enforcement (SignatureDoesNotMatch): the test's own
   read-backs of the function pass unauthenticated, one call at a time (`function`).
-- moto keeps only the parameters a stack was given (a defaulted one breaks UsePreviousValue):
-  the stacks are created with every parameter given.
+- moto keeps only the parameters a stack was given (UsePreviousValue of a defaulted one fails
+  there); the package stacks have no parameter besides the ones CD sets, so only the ECS
+  stack's RuntimeImageTag is kept by a rollback, and it is given at creation (it has no
+  default).
 - moto updates an ECS task definition from the template's keys without mapping them to ECS's
   (moto/ecs/models.py, update_from_cloudformation_json): the new revision has no containers.
   So for ECS the test reads what CloudFormation was told (the stack's parameters, its template
-  unchanged) and that a new revision replaced the old; the template's wiring of the parameters
-  into the container is the stand-in's (and, later, the synthesized template's, checked by the
-  infra tests). The gap is asserted, so a moto that fixes it fails here and this test grows.
+  unchanged) and that a new revision replaced the old, and checks on the synthesized template
+  that those parameters are what the container runs (image tag, PACKAGE_VERSION,
+  PACKAGE_SHA256; tests/test_infra.py reads the created task definition back). The gap is
+  asserted, so a moto that fixes it fails here and this test grows.
 - moto updates a stack synchronously, never rolls one back, and fails an update by failing the
   UpdateStack call: the failed-update test makes Lambda reject an image index (a multi-platform
   manifest, which Lambda refuses; moto fails on it for want of `config.size`), and checks the
@@ -70,120 +71,6 @@ OLDEST, EARLIER = "0.0.8", "0.0.9"
 OLD_RUNTIME = "c0ffee" * 6 + "c0ff"
 
 
-def assume_role(service: str) -> dict:
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
-        ],
-    }
-
-
-def standin_lambda_template(stack: str, repository: str) -> dict:
-    """Stand-in for the synthesized Lambda package stack (see the module docstring)."""
-    uri = [
-        {"Ref": "AWS::AccountId"},
-        ".dkr.ecr.",
-        {"Ref": "AWS::Region"},
-        ".",
-        {"Ref": "AWS::URLSuffix"},
-        f"/{repository}@",
-        {"Ref": "ImageDigest"},
-    ]
-    return {
-        "Parameters": {
-            "Version": {"Type": "String"},
-            "ImageDigest": {"Type": "String"},
-            "MemorySize": {"Type": "Number", "Default": "256"},
-        },
-        "Resources": {
-            "Role": {
-                "Type": "AWS::IAM::Role",
-                "Properties": {
-                    "Path": f"/{PROJECT}/",
-                    "AssumeRolePolicyDocument": assume_role("lambda.amazonaws.com"),
-                },
-            },
-            "Function": {
-                "Type": "AWS::Lambda::Function",
-                "Properties": {
-                    "FunctionName": stack,
-                    "PackageType": "Image",
-                    "Role": {"Fn::GetAtt": ["Role", "Arn"]},
-                    "Code": {"ImageUri": {"Fn::Join": ["", uri]}},
-                    "MemorySize": {"Ref": "MemorySize"},
-                    "Environment": {"Variables": {"PACKAGE_VERSION": {"Ref": "Version"}}},
-                },
-            },
-        },
-        "Outputs": {"FunctionName": {"Value": {"Ref": "Function"}}},
-    }
-
-
-STANDIN_LAMBDA_TEMPLATE = standin_lambda_template(LAMBDA_STACK, LAMBDA_PKG)
-
-
-def standin_ecs_template(stack: str, package: str) -> dict:
-    """Stand-in for the synthesized ECS package stack (see the module docstring)."""
-    image = [
-        {"Ref": "AWS::AccountId"},
-        ".dkr.ecr.",
-        {"Ref": "AWS::Region"},
-        ".",
-        {"Ref": "AWS::URLSuffix"},
-        f"/{RUNTIME_REPOSITORY}:",
-        {"Ref": "RuntimeImageTag"},
-    ]
-    environment = [
-        {"Name": "ARTIFACTS_URI", "Value": f"s3://{BUCKET}/venvs"},
-        {"Name": "PACKAGE_VERSION", "Value": {"Ref": "PackageVersion"}},
-        {"Name": "PACKAGE_SHA256", "Value": {"Ref": "PackageSha256"}},
-    ]
-    role = {
-        "Type": "AWS::IAM::Role",
-        "Properties": {
-            "Path": f"/{PROJECT}/",
-            "AssumeRolePolicyDocument": assume_role("ecs-tasks.amazonaws.com"),
-        },
-    }
-    return {
-        "Parameters": {
-            "PackageVersion": {"Type": "String"},
-            "PackageSha256": {"Type": "String"},
-            "RuntimeImageTag": {"Type": "String"},
-            "Cpu": {"Type": "String", "Default": "256"},
-        },
-        "Resources": {
-            "TaskRole": role,
-            "ExecutionRole": role,
-            "TaskDefinition": {
-                "Type": "AWS::ECS::TaskDefinition",
-                "Properties": {
-                    "Family": stack,
-                    "RequiresCompatibilities": ["FARGATE"],
-                    "NetworkMode": "awsvpc",
-                    "Cpu": {"Ref": "Cpu"},
-                    "Memory": "512",
-                    "TaskRoleArn": {"Fn::GetAtt": ["TaskRole", "Arn"]},
-                    "ExecutionRoleArn": {"Fn::GetAtt": ["ExecutionRole", "Arn"]},
-                    "ContainerDefinitions": [
-                        {
-                            "Name": "job",
-                            "Image": {"Fn::Join": ["", image]},
-                            "Command": [package],
-                            "Environment": environment,
-                        }
-                    ],
-                },
-            },
-        },
-        "Outputs": {"TaskDefinitionArn": {"Value": {"Ref": "TaskDefinition"}}},
-    }
-
-
-STANDIN_ECS_TEMPLATE = standin_ecs_template(ECS_STACK, ECS_PKG)
-
-
 # --------------------------------------------------------------------------- fixtures
 
 
@@ -203,18 +90,27 @@ def client(endpoint: dict[str, str], service: str):
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A generated repo with its locks (deploy_release.py's among them), as CD checks it out."""
+    """A generated repo with its locks (deploy_release.py's among them), as CD checks it out,
+    and its stacks synthesized (`make synth`)."""
     repo = copy_template(
         tmp_path_factory.mktemp("cd-deploy") / "repo", tasks=True, artifacts_bucket=BUCKET
     )
-    cdk_json = repo / "infra" / "cdk.json"
-    if not cdk_json.exists():  # stand-in until infra/ is generated (module docstring)
-        cdk_json.parent.mkdir()
-        context = {"project": PROJECT, "region": REGION, "ecr_repository_prefix": ""}
-        cdk_json.write_text(json.dumps({"context": context}, indent=2) + "\n")
     commit_all(repo, "generated")
     git(repo, "update-ref", "refs/remotes/origin/main", "HEAD")
+    run(["make", "synth"], cwd=repo)
     return repo
+
+
+def synthesized(repo: Path, stack: str) -> str:
+    return (repo / "infra" / "cdk.out" / f"{stack}.template.json").read_text()
+
+
+def task_container(repo: Path) -> dict:
+    """The ECS job's container definition in its synthesized template."""
+    resources = json.loads(synthesized(repo, ECS_STACK))["Resources"].values()
+    (task,) = [r for r in resources if r["Type"] == "AWS::ECS::TaskDefinition"]
+    (container,) = task["Properties"]["ContainerDefinitions"]
+    return container
 
 
 def version_of(repo: Path, package: str) -> str:
@@ -273,34 +169,24 @@ def released(repo: Path, moto: dict[str, str], tmp_path_factory: pytest.TempPath
 
 
 @pytest.fixture(scope="module")
-def stacks(moto: dict[str, str], released: dict) -> None:
-    """The two package stacks, created by an admin at the EARLIER release (every parameter
-    given: moto's gap, module docstring)."""
+def stacks(repo: Path, moto: dict[str, str], released: dict) -> None:
+    """The two package stacks from the synthesized templates, created by an admin at the
+    EARLIER release."""
     cloudformation = client(moto, "cloudformation")
     parameters = {
-        LAMBDA_STACK: {
-            "Version": EARLIER,
-            "ImageDigest": released["image"][EARLIER],
-            "MemorySize": "512",
-        },
+        LAMBDA_STACK: {"Version": EARLIER, "ImageDigest": released["image"][EARLIER]},
         ECS_STACK: {
             "PackageVersion": EARLIER,
             "PackageSha256": released["sha256"][EARLIER],
             "RuntimeImageTag": OLD_RUNTIME,
-            "Cpu": "512",
         },
     }
-    for stack, template in (
-        (LAMBDA_STACK, STANDIN_LAMBDA_TEMPLATE),
-        (ECS_STACK, STANDIN_ECS_TEMPLATE),
-    ):
+    for stack, given in parameters.items():
         cloudformation.create_stack(
             StackName=stack,
-            TemplateBody=json.dumps(template),
-            Parameters=[
-                {"ParameterKey": k, "ParameterValue": v} for k, v in parameters[stack].items()
-            ],
-            Capabilities=["CAPABILITY_IAM"],
+            TemplateBody=synthesized(repo, stack),
+            Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in given.items()],
+            Capabilities=["CAPABILITY_NAMED_IAM"],
         )
         (described,) = cloudformation.describe_stacks(StackName=stack)["Stacks"]
         assert described["StackStatus"] == "CREATE_COMPLETE"
@@ -445,6 +331,8 @@ def test_a_release_deploys_exactly_what_it_released(
         {"package": LAMBDA_PKG, "version": new, "runtime_tag": ""},
     ]
     before = {stack: stack_state(moto, stack) for stack in (LAMBDA_STACK, ECS_STACK)}
+    configuration = function(moto)["Configuration"]
+    before_function = (configuration["MemorySize"], configuration["Timeout"])
     for entry in planned["deploy"]:
         result = deploy(repo, cd, monkeypatch, entry)
         assert result.returncode == 0, result.output
@@ -463,7 +351,7 @@ def test_a_release_deploys_exactly_what_it_released(
     }
     assert function_image(moto) == image_uri(released["image"][new])
     configuration = function(moto)["Configuration"]
-    assert configuration["Environment"]["Variables"] == {"PACKAGE_VERSION": new}
+    assert (configuration["MemorySize"], configuration["Timeout"]) == before_function
     assert after[ECS_STACK]["parameters"] == {
         **before[ECS_STACK]["parameters"],
         "PackageVersion": new,
@@ -489,6 +377,17 @@ def test_a_release_deploys_exactly_what_it_released(
         "taskDefinition"
     ]
     assert "image" not in revision["containerDefinitions"][0], "moto maps the keys now: check them"
+    # What that revision runs, as the synthesized template wires the parameters in.
+    container = task_container(repo)
+    assert container["Image"]["Fn::Join"][1][-2:] == [
+        f"/{RUNTIME_REPOSITORY}:",
+        {"Ref": "RuntimeImageTag"},
+    ]
+    assert {e["Name"]: e["Value"] for e in container["Environment"]} == {
+        "ARTIFACTS_URI": f"s3://{BUCKET}/venvs",
+        "PACKAGE_VERSION": {"Ref": "PackageVersion"},
+        "PACKAGE_SHA256": {"Ref": "PackageSha256"},
+    }
 
     again = deploy(repo, cd, monkeypatch, planned["deploy"][1])
     assert again.returncode == 0, again.output
