@@ -730,3 +730,18 @@ def test_the_deploy_job_waits_for_every_artifact_and_holds_the_least(repo: Path)
     }
     (step,) = [s for s in job["steps"] if "run" in s]
     assert step["run"].startswith("uv run --locked --no-cache scripts/deploy_release.py ")
+
+
+def test_the_deploy_script_is_locked_and_its_lock_checked(repo: Path, tmp_path: Path) -> None:
+    """Its lock exists right after generation; a dependency changed without relocking fails
+    the lock check (CI's Locks job, `make lock-check`), and `make lock` makes it current."""
+    script = "scripts/deploy_release.py"
+    assert 'name = "boto3"' in (repo / f"{script}.lock").read_text()
+    clone = tmp_path / "repo"
+    subprocess.run(["cp", "-a", str(repo), str(clone)], check=True)
+    path = clone / script
+    path.write_text(path.read_text().replace('"boto3>=', '"botocore>=1.35", "boto3>=', 1))
+    stale = run([sys.executable, "scripts/ci.py", "lock-check"], cwd=clone, check=False)
+    assert stale.returncode != 0 and f"{script}.lock" in stale.stdout + stale.stderr
+    run(["make", "lock"], cwd=clone)
+    run(["make", "lock-check"], cwd=clone)

@@ -41,7 +41,7 @@ def credentialed_jobs(repo: Path) -> dict[str, dict]:
 
 def test_credentialed_jobs_run_in_the_release_environment(repo: Path) -> None:
     jobs = credentialed_jobs(repo)
-    assert set(jobs) == {"cd.yml:ecs", "cd.yml:lambda", "cd.yml:runtime"}
+    assert set(jobs) == {"cd.yml:ecs", "cd.yml:lambda", "cd.yml:runtime", "cd.yml:deploy"}
     assert {name: job.get("environment") for name, job in jobs.items()} == dict.fromkeys(
         jobs, "release"
     )
