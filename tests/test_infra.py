@@ -16,12 +16,15 @@ moto (5.2.5, server mode) is lenient or silent on what these checks then read on
 templates instead: its CloudFormation skips AWS::S3::BucketPolicy, AWS::IAM::OIDCProvider
 and AWS::Scheduler::Schedule (a warning, no resource), and ignores an ECR repository's
 RepositoryPolicyText, LifecyclePolicy and ImageScanningConfiguration and a bucket's
-PublicAccessBlockConfiguration; a function reads back as `PackageType: Zip` and
-`Architectures: [x86_64]` whatever the template says.
+PublicAccessBlockConfiguration and VersioningConfiguration; a task definition keeps its
+family, containers and memory only (no task or execution role, runtimePlatform, cpu or network
+mode); a function reads back as `PackageType: Zip` and `Architectures: [x86_64]` whatever the
+template says.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import shutil
 import sys
@@ -35,6 +38,7 @@ import gha
 import pytest
 from conftest import (
     MOTO_CREDENTIALS,
+    aws_env,
     boto_credentials,
     copy_template,
     free_port,
@@ -153,15 +157,19 @@ def test_synth_makes_the_foundation_and_one_stack_per_deployable_package(
     }
     expected = {stack("foundation")} | {stack(p) for p in synthesized.lambdas + synthesized.jobs}
     assert stacks == expected
-    # Deployable without `cdk bootstrap`: no bootstrap version parameter or rule, no assets.
+    # Deployable without `cdk bootstrap`: no bootstrap version parameter or rule, no assets
+    # (not even the template: the CLI sends it inline), no roles of the bootstrap to assume.
+    assert not [a for a in manifest["artifacts"].values() if a["type"] == "cdk:asset-manifest"]
     for name in stacks:
+        assert set(manifest["artifacts"][name]["properties"]) <= {
+            "templateFile",
+            "terminationProtection",
+            "validateOnSynth",
+        }, name
         template = synthesized.template(name)
         assert "BootstrapVersion" not in template.get("Parameters", {}), name
         assert "Rules" not in template, name
         assert not [r for r in template["Resources"].values() if r["Type"].startswith("Custom::")]
-        assert not (synthesized.out / f"{name}.assets.json").exists() or not json.loads(
-            (synthesized.out / f"{name}.assets.json").read_text()
-        ).get("files"), name
     # cdk.out is what `make synth` writes: git ignores it, and the root workspace ignores infra/.
     assert git(synthesized.repo, "status", "--porcelain") == ""
 
@@ -201,15 +209,12 @@ def test_templates_hold_what_moto_ignores(synthesized: Synthesized) -> None:
         }
         (container,) = task["ContainerDefinitions"]
         assert container["LinuxParameters"] == {"InitProcessEnabled": True}
-        printed = run(
-            ["uv", "run", "--quiet", "scripts/iam_policy.py", "task-role", package], cwd=repo
-        )
         (task_role,) = [
             r
             for r in resources(template, "AWS::IAM::Role")
             if r["Policies"][0]["PolicyName"] == "own-venv-tarballs"
         ]
-        assert task_role["Policies"][0]["PolicyDocument"] == json.loads(printed.stdout)
+        assert task_role["Policies"][0]["PolicyDocument"] == task_role_policy(repo, package)
         assert task["TaskRoleArn"] == {"Fn::GetAtt": ["TaskRole", "Arn"]}
         assert set(template["Parameters"]) == {"PackageVersion", "PackageSha256", "RuntimeImageTag"}
 
@@ -246,71 +251,63 @@ def test_templates_hold_what_moto_ignores(synthesized: Synthesized) -> None:
 
 
 @pytest.fixture
-def moto_server() -> Iterator[dict[str, Any]]:
-    """A moto server of the test's own: each combination deploys the same names."""
+def moto_server() -> Iterator[dict[str, str]]:
+    """A moto server of the test's own (each combination deploys the same names): the
+    environment that points the AWS SDKs (boto3, the CDK CLI's) at it."""
     from moto.server import ThreadedMotoServer
 
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
     server.start()
-    yield {"endpoint_url": f"http://127.0.0.1:{port}", **boto_credentials(MOTO_CREDENTIALS)}
+    yield {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", **MOTO_CREDENTIALS}
     server.stop()
 
 
-def create_stack(
-    cloudformation: Any, synthesized: Synthesized, name: str, **parameters: str
-) -> dict[str, str]:
-    cloudformation.create_stack(
-        StackName=name,
-        TemplateBody=(synthesized.out / f"{name}.template.json").read_text(),
-        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
-        Capabilities=["CAPABILITY_NAMED_IAM"],
-    )
-    (described,) = cloudformation.describe_stacks(StackName=name)["Stacks"]
-    assert described["StackStatus"] == "CREATE_COMPLETE", described
-    return {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
-
-
-def test_stacks_deploy_into_moto_and_read_back(synthesized: Synthesized, moto_server: dict) -> None:
-    """The foundation first, then each package's stack with CD's parameters; the live
-    resources read back through boto3. A Lambda stack is created as a first `make deploy`
-    would (no digest: the version's tag), then updated as CD does (digest, previous template)."""
-    cloudformation = boto3.client("cloudformation", **moto_server)
-    iam = boto3.client("iam", **moto_server)
-    outputs = create_stack(cloudformation, synthesized, stack("foundation"))
-    role = outputs["CdRoleArn"]
-    assert role == f"arn:aws:iam::{ACCOUNT}:role/{PROJECT}/{PROJECT}-cd"
-    cd_role = iam.get_role(RoleName=f"{PROJECT}-cd")["Role"]
-    trust = (synthesized.repo / "deploy/iam/github-oidc-trust-policy.json").read_text()
-    trust = trust.replace("${AWS_ACCOUNT_ID}", ACCOUNT).replace(
-        "${GITHUB_REPOSITORY}", GITHUB_REPOSITORY
-    )
-    assert cd_role["AssumeRolePolicyDocument"] == json.loads(trust)
-    (policy_name,) = iam.list_role_policies(RoleName=f"{PROJECT}-cd")["PolicyNames"]
-    granted = iam.get_role_policy(RoleName=f"{PROJECT}-cd", PolicyName=policy_name)[
-        "PolicyDocument"
+def test_make_deploy_into_moto_then_read_back(synthesized: Synthesized, moto_server: dict) -> None:
+    """`make deploy` (the pinned CDK CLI, no bootstrap) creates every stack as a team's first
+    deploy does: the foundation, each function at its version's tag, each job at the runtime
+    and tarball CD released. Then a function is updated as CD does (previous template, a new
+    Version and ImageDigest). The live resources are read back through boto3."""
+    env = aws_env(moto_server)
+    client = {
+        "endpoint_url": moto_server["AWS_ENDPOINT_URL"],
+        **boto_credentials(moto_server),
+    }
+    parameters = [
+        f"{stack(job)}:{name}={value}"
+        for job in synthesized.jobs
+        for name, value in (("RuntimeImageTag", RUNTIME_TAG), ("PackageSha256", TARBALL_SHA256))
     ]
-    documented = json.loads(
-        (synthesized.repo / "deploy/iam/cd-role-policy.json")
-        .read_text()
-        .replace("${AWS_ACCOUNT_ID}", ACCOUNT)
-        .replace("${ECR_REPOSITORY_PREFIX}", "")
+    deploy = ["make", "deploy", "APPROVAL=never", f"PARAMETERS={' '.join(parameters)}"]
+    run(deploy, cwd=synthesized.repo, env=env)
+
+    cloudformation = boto3.client("cloudformation", **client)
+    iam = boto3.client("iam", **client)
+    outputs = stack_outputs(cloudformation, stack("foundation"))
+    assert outputs["CdRoleArn"] == f"arn:aws:iam::{ACCOUNT}:role/{PROJECT}/{PROJECT}-cd"
+    cd_role = iam.get_role(RoleName=f"{PROJECT}-cd")["Role"]
+    assert cd_role["AssumeRolePolicyDocument"] == documented(
+        synthesized.repo, "github-oidc-trust-policy.json"
     )
-    assert granted == documented
-    ecr = boto3.client("ecr", **moto_server)
+    (policy_name,) = iam.list_role_policies(RoleName=f"{PROJECT}-cd")["PolicyNames"]
+    granted = iam.get_role_policy(RoleName=f"{PROJECT}-cd", PolicyName=policy_name)
+    assert as_json(granted["PolicyDocument"]) == documented(synthesized.repo, "cd-role-policy.json")
+    ecr = boto3.client("ecr", **client)
     repositories = {r["repositoryName"]: r for r in ecr.describe_repositories()["repositories"]}
-    assert set(repositories) == set(synthesized.lambdas) | (
-        {f"{PROJECT}-runtime"} if synthesized.jobs else set()
-    )
+    runtime = {f"{PROJECT}-runtime"} if synthesized.jobs else set()
+    assert set(repositories) == set(synthesized.lambdas) | runtime
     assert {r["imageTagMutability"] for r in repositories.values()} == {"IMMUTABLE"}
 
-    functions = boto3.client("lambda", **moto_server)
+    functions = boto3.client("lambda", **client)
     for package in synthesized.lambdas:
         name = stack(package)
+        assert stack_outputs(cloudformation, name) == {"FunctionName": name}
         registry = f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com/{package}"
-        assert create_stack(cloudformation, synthesized, name) == {"FunctionName": name}
         function = functions.get_function(FunctionName=name)
         assert function["Code"]["ImageUri"] == f"{registry}:0.1.0"
+        configuration = function["Configuration"]
+        assert configuration["Role"].startswith(f"arn:aws:iam::{ACCOUNT}:role/{PROJECT}/")
+        assert (configuration["MemorySize"], configuration["Timeout"]) == (512, 30)
         cloudformation.update_stack(
             StackName=name,
             UsePreviousTemplate=True,
@@ -322,51 +319,70 @@ def test_stacks_deploy_into_moto_and_read_back(synthesized: Synthesized, moto_se
         )
         function = functions.get_function(FunctionName=name)
         assert function["Code"]["ImageUri"] == f"{registry}@{DIGEST}"
-        configuration = function["Configuration"]
-        assert configuration["Role"].startswith(f"arn:aws:iam::{ACCOUNT}:role/{PROJECT}/")
-        assert (configuration["MemorySize"], configuration["Timeout"]) == (512, 30)
 
     if synthesized.jobs:
-        s3 = boto3.client("s3", **moto_server)
         assert outputs["ArtifactsBucketName"] == "nt-artifacts"
-        assert s3.get_bucket_versioning(Bucket="nt-artifacts")["Status"] == "Enabled"
         assert outputs["ClusterName"] == PROJECT
-    ecs = boto3.client("ecs", **moto_server)
+        s3 = boto3.client("s3", **client)
+        s3.head_bucket(Bucket="nt-artifacts")
+        (cluster,) = boto3.client("ecs", **client).describe_clusters(clusters=[PROJECT])["clusters"]
+        assert cluster["status"] == "ACTIVE"
+    ecs = boto3.client("ecs", **client)
     for package in synthesized.jobs:
         name = stack(package)
-        outputs = create_stack(
-            cloudformation,
-            synthesized,
-            name,
-            PackageSha256=TARBALL_SHA256,
-            RuntimeImageTag=RUNTIME_TAG,
-        )
-        task = ecs.describe_task_definition(taskDefinition=outputs["TaskDefinitionArn"])[
-            "taskDefinition"
-        ]
+        arn = stack_outputs(cloudformation, name)["TaskDefinitionArn"]
+        task = ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"]
         assert task["family"] == name
         (container,) = task["containerDefinitions"]
-        assert (
-            container["image"]
-            == f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com/{PROJECT}-runtime:{RUNTIME_TAG}"
-        )
+        registry = f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com"
+        assert container["image"] == f"{registry}/{PROJECT}-runtime:{RUNTIME_TAG}"
         assert container["command"] == [package]
         assert {e["name"]: e["value"] for e in container["environment"]} == {
             "ARTIFACTS_URI": "s3://nt-artifacts/venvs",
             "PACKAGE_VERSION": "0.1.0",
             "PACKAGE_SHA256": TARBALL_SHA256,
         }
-        task_role = task["taskRoleArn"].rsplit("/", 1)[1]
-        assert task["taskRoleArn"].startswith(f"arn:aws:iam::{ACCOUNT}:role/{PROJECT}/")
-        assert task["executionRoleArn"].startswith(f"arn:aws:iam::{ACCOUNT}:role/{PROJECT}/")
-        (policy_name,) = iam.list_role_policies(RoleName=task_role)["PolicyNames"]
-        printed = run(
-            ["uv", "run", "--quiet", "scripts/iam_policy.py", "task-role", package],
-            cwd=synthesized.repo,
-        )
-        assert iam.get_role_policy(RoleName=task_role, PolicyName=policy_name)[
-            "PolicyDocument"
-        ] == json.loads(printed.stdout)
+        # The roles as the stack made them (moto's task definition drops their ARNs).
+        made = {
+            r["LogicalResourceId"]: r["PhysicalResourceId"]
+            for r in cloudformation.list_stack_resources(StackName=name)["StackResourceSummaries"]
+        }
+        for logical in ("TaskRole", "ExecutionRole"):
+            assert iam.get_role(RoleName=made[logical])["Role"]["Path"] == f"/{PROJECT}/"
+        (policy_name,) = iam.list_role_policies(RoleName=made["TaskRole"])["PolicyNames"]
+        policy = iam.get_role_policy(RoleName=made["TaskRole"], PolicyName=policy_name)
+        assert as_json(policy["PolicyDocument"]) == task_role_policy(synthesized.repo, package)
+
+
+def as_json(document: str | dict[str, Any]) -> dict[str, Any]:
+    """An inline role policy as boto3 returns it. moto's CloudFormation stores one it created
+    as the Python text of the template's dict (`{'Version': ...}`), which boto3 hands back as
+    a string; AWS returns the JSON document, which boto3 decodes."""
+    return ast.literal_eval(document) if isinstance(document, str) else document
+
+
+def stack_outputs(cloudformation: Any, name: str) -> dict[str, str]:
+    (described,) = cloudformation.describe_stacks(StackName=name)["Stacks"]
+    assert described["StackStatus"] in ("CREATE_COMPLETE", "UPDATE_COMPLETE"), described
+    return {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
+
+
+def documented(repo: Path, name: str) -> dict[str, Any]:
+    """A deploy/iam/ document filled in as deploy/iam/README.md says (envsubst)."""
+    text = (repo / "deploy" / "iam" / name).read_text()
+    for key, value in {
+        "AWS_ACCOUNT_ID": ACCOUNT,
+        "GITHUB_REPOSITORY": GITHUB_REPOSITORY,
+        "ECR_REPOSITORY_PREFIX": "",
+    }.items():
+        text = text.replace("${" + key + "}", value)
+    return json.loads(text)
+
+
+def task_role_policy(repo: Path, package: str) -> dict[str, Any]:
+    """What `uv run scripts/iam_policy.py task-role <pkg>` prints in the generated repo."""
+    printed = run(["uv", "run", "--quiet", "scripts/iam_policy.py", "task-role", package], cwd=repo)
+    return json.loads(printed.stdout)
 
 
 def test_ci_infra_job_and_lint_pass(released_template, tmp_path_factory) -> None:
