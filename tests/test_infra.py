@@ -5,8 +5,10 @@ Answer combinations (a covering set, not the product): every deploy target, both
 both architectures of each kind and three Pythons are each in at least one of
 
     both-shared       ecs+lambda, shared, Lambda arm64, ECS x86_64, Python 3.13 (the defaults)
-    lambda-independent  lambda, independent, Lambda x86_64, Python 3.12
-    ecs-independent   ecs, independent, ECS arm64, Python 3.11, nested artifact names
+    lambda-independent  lambda, independent, Lambda x86_64, Python 3.12, the function's
+                      memory and timeout set in its pyproject.toml
+    ecs-independent   ecs, independent, ECS arm64, Python 3.11, nested artifact names, the
+                      job on a schedule (its pyproject.toml) in subnets (infra/cdk.json)
 
 Each is generated once for the module from this checkout released as 0.1.0 (so `make
 new-package` can find it), its infra/ venv made by uv from its cache (hard links, nothing
@@ -56,6 +58,18 @@ COPIER = f"COPIER={Path(sys.executable).with_name('copier')}"
 DIGEST = "sha256:" + "ab" * 32
 TARBALL_SHA256 = "cd" * 32
 RUNTIME_TAG = "0123456789abcdef0123456789abcdef01234567"
+
+# What a team writes in a package's pyproject.toml, and in infra/cdk.json, per combination.
+SETTINGS = {
+    "lambda-independent": (
+        {"nt_ingestion": "[tool.monorepo.lambda]\nmemory_size = 1024\ntimeout = 60\n"},
+        {},
+    ),
+    "ecs-independent": (
+        {"nt_api": '[tool.monorepo.ecs]\nschedule = "rate(1 hour)"\n'},
+        {"ecs_subnets": ["subnet-0123456789abcdef0"], "ecs_assign_public_ip": True},
+    ),
+}
 
 COMBOS = {
     "both-shared": {},
@@ -110,11 +124,12 @@ def resources(template: dict[str, Any], kind: str) -> list[dict[str, Any]]:
     return [r["Properties"] for r in template["Resources"].values() if r["Type"] == kind]
 
 
-def set_github_repository(repo: Path) -> None:
-    """What README's "First deploy" has a team do once: name the repo CD runs in."""
+def set_context(repo: Path, **context: Any) -> None:
+    """What README's "First deploy" has a team do once: name the repo CD runs in (and any
+    other setting of infra/cdk.json)."""
     cdk_json = repo / "infra" / "cdk.json"
     config = json.loads(cdk_json.read_text())
-    config["context"]["github_repository"] = GITHUB_REPOSITORY
+    config["context"].update(github_repository=GITHUB_REPOSITORY, **context)
     cdk_json.write_text(json.dumps(config, indent=2) + "\n")
 
 
@@ -134,7 +149,11 @@ def synthesize(
             vcs_ref="0.1.0",
             **answers,
         )
-        set_github_repository(repo)
+        tables, context = SETTINGS.get(name, ({}, {}))
+        for package, table in tables.items():
+            with (repo / "src" / package / "pyproject.toml").open("a") as pyproject:
+                pyproject.write("\n" + table)
+        set_context(repo, **context)
         commit_all(repo, "CD runs in acme/monorepo")
         run(["make", "synth"], cwd=repo)
         _SYNTHESIZED[name] = Synthesized(name, answers, repo)
@@ -195,6 +214,8 @@ def test_templates_hold_what_moto_ignores(synthesized: Synthesized) -> None:
         (function,) = resources(template, "AWS::Lambda::Function")
         assert function["PackageType"] == "Image"
         assert function["Architectures"] == [prefix_arch("lambda")]
+        expected = (1024, 60) if synthesized.name == "lambda-independent" else (512, 30)
+        assert (function["MemorySize"], function["Timeout"]) == expected
         condition, by_digest, by_tag = function["Code"]["ImageUri"]["Fn::If"]
         assert condition == "HasImageDigest"
         assert by_digest["Fn::Join"][1][-2:] == [f"/{package}@", {"Ref": "ImageDigest"}]
@@ -217,6 +238,17 @@ def test_templates_hold_what_moto_ignores(synthesized: Synthesized) -> None:
         assert task_role["Policies"][0]["PolicyDocument"] == task_role_policy(repo, package)
         assert task["TaskRoleArn"] == {"Fn::GetAtt": ["TaskRole", "Arn"]}
         assert set(template["Parameters"]) == {"PackageVersion", "PackageSha256", "RuntimeImageTag"}
+        schedules = resources(template, "AWS::Scheduler::Schedule")
+        if synthesized.name == "ecs-independent":
+            (schedule,) = schedules
+            assert schedule["ScheduleExpression"] == "rate(1 hour)"
+            ecs_target = schedule["Target"]["EcsParameters"]
+            assert ecs_target["TaskDefinitionArn"] == {"Ref": "TaskDefinition"}
+            network = ecs_target["NetworkConfiguration"]["AwsvpcConfiguration"]
+            assert network["Subnets"] == ["subnet-0123456789abcdef0"]
+            assert network["AssignPublicIp"] == "ENABLED"
+        else:
+            assert not schedules
 
     foundation = synthesized.template(stack("foundation"))
     repositories = resources(foundation, "AWS::ECR::Repository")
@@ -307,7 +339,8 @@ def test_make_deploy_into_moto_then_read_back(synthesized: Synthesized, moto_ser
         assert function["Code"]["ImageUri"] == f"{registry}:0.1.0"
         configuration = function["Configuration"]
         assert configuration["Role"].startswith(f"arn:aws:iam::{ACCOUNT}:role/{PROJECT}/")
-        assert (configuration["MemorySize"], configuration["Timeout"]) == (512, 30)
+        expected = (1024, 60) if synthesized.name == "lambda-independent" else (512, 30)
+        assert (configuration["MemorySize"], configuration["Timeout"]) == expected
         cloudformation.update_stack(
             StackName=name,
             UsePreviousTemplate=True,

@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import iam_policy
 import monorepo
 import pytest
 from aws_cdk import Stack
@@ -99,6 +98,8 @@ def test_function_runs_its_image_by_digest(
 def test_job_task_role_reads_its_own_tarballs_only(
     templates: dict[str, Template], package: Deployable
 ) -> None:
+    import iam_policy  # scripts/iam_policy.py: in repos with ECS jobs only
+
     template = templates[monorepo.stack_name(PROJECT, package.name)]
     policy = iam_policy.task_role_policy(CONTEXT["artifacts_bucket"], package.name)
     template.has_resource_properties(
