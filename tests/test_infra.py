@@ -284,13 +284,18 @@ def test_templates_hold_what_moto_ignores(synthesized: Synthesized) -> None:
 
 @pytest.fixture
 def moto_server() -> Iterator[dict[str, str]]:
-    """A moto server of the test's own (each combination deploys the same names): the
-    environment that points the AWS SDKs (boto3, the CDK CLI's) at it."""
+    """A moto server of the test's own, reset (each combination deploys the same names, and
+    moto's servers in one process share their state): the environment that points the AWS
+    SDKs (boto3, the CDK CLI's) at it."""
+    import urllib.request
+
     from moto.server import ThreadedMotoServer
 
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
     server.start()
+    reset = urllib.request.Request(f"http://127.0.0.1:{port}/moto-api/reset", method="POST")
+    urllib.request.urlopen(reset).close()
     yield {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", **MOTO_CREDENTIALS}
     server.stop()
 
