@@ -444,7 +444,8 @@ def test_ci_infra_job_and_lint_pass(released_template, tmp_path_factory) -> None
 def test_a_new_lambda_package_gets_its_stack_with_no_edit_under_infra(
     released_template, tmp_path_factory, tmp_path: Path
 ) -> None:
-    """`make new-package TYPE=lambda`, then `make synth`: the new function's stack is there."""
+    """`make new-package TYPE=lambda`, then `make synth`: the new function's stack is there,
+    and `make test-infra` (the repo's own stack tests, mypy) checks it."""
     base = synthesize("lambda-independent", released_template, tmp_path_factory)
     repo = tmp_path / "repo"
     shutil.copytree(
@@ -462,6 +463,17 @@ def test_a_new_lambda_package_gets_its_stack_with_no_edit_under_infra(
         if r["RepositoryName"] == "nt_billing"
     ]
     assert repository["ImageTagMutability"] == "IMMUTABLE"
+    # The repo's own infra tests (and mypy) cover the new function too, in a repo without
+    # the ecs target (no scripts/iam_policy.py there).
+    tested = run(["make", "test-infra"], cwd=repo)
+    assert (
+        "nt_billing"
+        in run(
+            ["uv", "run", "--locked", "--directory", "infra", "pytest", "-q", "--collect-only"],
+            cwd=repo,
+        ).stdout
+    )
+    assert "Success: no issues found" in tested.stdout
     assert git(repo, "status", "--porcelain", "--", "infra") == ""
     assert git(repo, "diff", "HEAD", "--stat", "--", "infra") == ""
 

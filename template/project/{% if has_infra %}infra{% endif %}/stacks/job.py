@@ -18,8 +18,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_scheduler as scheduler
 from constructs import Construct
 
-from stacks.function import trust
 from stacks.repo import ConfigError, Deployable, Settings
+from stacks.roles import trust
 
 CPU_ARCHITECTURES = {"x86_64": "X86_64", "arm64": "ARM64"}
 
