@@ -189,6 +189,10 @@ def test_synth_makes_the_foundation_and_one_stack_per_deployable_package(
         assert "BootstrapVersion" not in template.get("Parameters", {}), name
         assert "Rules" not in template, name
         assert not [r for r in template["Resources"].values() if r["Type"].startswith("Custom::")]
+    # README's "First deploy" names the stacks as the app does (scripts/monorepo.py's rule).
+    readme = (synthesized.repo / "README.md").read_text()
+    for name in stacks:
+        assert f"`{name}`" in readme or f"STACKS={name}" in readme, name
     # cdk.out is what `make synth` writes: git ignores it, and the root workspace ignores infra/.
     assert git(synthesized.repo, "status", "--porcelain") == ""
 

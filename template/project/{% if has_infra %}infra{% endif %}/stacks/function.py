@@ -107,4 +107,3 @@ class FunctionStack(cdk.Stack):
             logging_config=lambda_.CfnFunction.LoggingConfigProperty(log_group=log_group.ref),
         )
         cdk.CfnOutput(self, "FunctionName", value=function.ref)
-

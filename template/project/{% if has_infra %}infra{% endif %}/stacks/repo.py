@@ -116,6 +116,10 @@ class Settings:
         return monorepo.stack_name(self.project, package)
 
     @property
+    def foundation_stack(self) -> str:
+        return monorepo.stack_name(self.project, monorepo.FOUNDATION)
+
+    @property
     def role_path(self) -> str:
         """The path of every role the stacks create: CD may pass exactly these."""
         return f"/{self.project}/"
