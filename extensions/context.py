@@ -84,6 +84,13 @@ class MonorepoContext(ContextHook):
             has_ecs="ecs" in targets,
             has_lambda="lambda" in targets,
             has_infra=context.get("infrastructure", "none") == "cdk",
+            # Examples in the README; the rule itself is the generated scripts/monorepo.py's
+            # stack_name() (a test holds the two together).
+            foundation_stack=f"{slugify(context.get('project_name', ''))}-foundation",
+            api_stack=f"{slugify(context.get('project_name', ''))}-{dist_name(prefix + '_api')}",
+            ingestion_stack=(
+                f"{slugify(context.get('project_name', ''))}-{dist_name(prefix + '_ingestion')}"
+            ),
             python_floor=f">={python}",
             ruff_target=f"py{python.replace('.', '')}",
             uv_version=UV_VERSION,

@@ -23,11 +23,12 @@ def test_copy_leaves_a_git_repo_with_locks(project: Path) -> None:
     assert run(["git", "rev-parse", "--is-inside-work-tree"], cwd=project).stdout.strip() == "true"
     layout = "independent" if (project / "src/nt_common/uv.lock").exists() else "shared"
     locks = sorted(str(path.relative_to(project)) for path in project.rglob("uv.lock"))
+    # infra/ (infrastructure=cdk, the default) is a uv project of its own, in both layouts.
     if layout == "shared":
-        assert locks == ["uv.lock"]
+        assert locks == ["infra/uv.lock", "uv.lock"]
     else:
         expected = ["src/nt_api/uv.lock", "src/nt_common/uv.lock", "src/nt_ingestion/uv.lock"]
-        assert locks == sorted(["uv.lock", *expected])
+        assert locks == sorted(["infra/uv.lock", "uv.lock", *expected])
 
 
 def test_uv_sync_locked_succeeds(project: Path) -> None:

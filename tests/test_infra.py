@@ -5,8 +5,10 @@ Answer combinations (a covering set, not the product): every deploy target, both
 both architectures of each kind and three Pythons are each in at least one of
 
     both-shared       ecs+lambda, shared, Lambda arm64, ECS x86_64, Python 3.13 (the defaults)
-    lambda-independent  lambda, independent, Lambda x86_64, Python 3.12
-    ecs-independent   ecs, independent, ECS arm64, Python 3.11, nested artifact names
+    lambda-independent  lambda, independent, Lambda x86_64, Python 3.12, the function's
+                      memory and timeout set in its pyproject.toml
+    ecs-independent   ecs, independent, ECS arm64, Python 3.11, nested artifact names, the
+                      job on a schedule (its pyproject.toml) in subnets (infra/cdk.json)
 
 Each is generated once for the module from this checkout released as 0.1.0 (so `make
 new-package` can find it), its infra/ venv made by uv from its cache (hard links, nothing
@@ -16,12 +18,15 @@ moto (5.2.5, server mode) is lenient or silent on what these checks then read on
 templates instead: its CloudFormation skips AWS::S3::BucketPolicy, AWS::IAM::OIDCProvider
 and AWS::Scheduler::Schedule (a warning, no resource), and ignores an ECR repository's
 RepositoryPolicyText, LifecyclePolicy and ImageScanningConfiguration and a bucket's
-PublicAccessBlockConfiguration; a function reads back as `PackageType: Zip` and
-`Architectures: [x86_64]` whatever the template says.
+PublicAccessBlockConfiguration and VersioningConfiguration; a task definition keeps its
+family, containers and memory only (no task or execution role, runtimePlatform, cpu or network
+mode); a function reads back as `PackageType: Zip` and `Architectures: [x86_64]` whatever the
+template says.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import shutil
 import sys
@@ -35,6 +40,7 @@ import gha
 import pytest
 from conftest import (
     MOTO_CREDENTIALS,
+    aws_env,
     boto_credentials,
     copy_template,
     free_port,
@@ -52,6 +58,18 @@ COPIER = f"COPIER={Path(sys.executable).with_name('copier')}"
 DIGEST = "sha256:" + "ab" * 32
 TARBALL_SHA256 = "cd" * 32
 RUNTIME_TAG = "0123456789abcdef0123456789abcdef01234567"
+
+# What a team writes in a package's pyproject.toml, and in infra/cdk.json, per combination.
+SETTINGS = {
+    "lambda-independent": (
+        {"nt_ingestion": "[tool.monorepo.lambda]\nmemory_size = 1024\ntimeout = 60\n"},
+        {},
+    ),
+    "ecs-independent": (
+        {"nt_api": '[tool.monorepo.ecs]\nschedule = "rate(1 hour)"\n'},
+        {"ecs_subnets": ["subnet-0123456789abcdef0"], "ecs_assign_public_ip": True},
+    ),
+}
 
 COMBOS = {
     "both-shared": {},
@@ -106,11 +124,12 @@ def resources(template: dict[str, Any], kind: str) -> list[dict[str, Any]]:
     return [r["Properties"] for r in template["Resources"].values() if r["Type"] == kind]
 
 
-def set_github_repository(repo: Path) -> None:
-    """What README's "First deploy" has a team do once: name the repo CD runs in."""
+def set_context(repo: Path, **context: Any) -> None:
+    """What README's "First deploy" has a team do once: name the repo CD runs in (and any
+    other setting of infra/cdk.json)."""
     cdk_json = repo / "infra" / "cdk.json"
     config = json.loads(cdk_json.read_text())
-    config["context"]["github_repository"] = GITHUB_REPOSITORY
+    config["context"].update(github_repository=GITHUB_REPOSITORY, **context)
     cdk_json.write_text(json.dumps(config, indent=2) + "\n")
 
 
@@ -130,7 +149,11 @@ def synthesize(
             vcs_ref="0.1.0",
             **answers,
         )
-        set_github_repository(repo)
+        tables, context = SETTINGS.get(name, ({}, {}))
+        for package, table in tables.items():
+            with (repo / "src" / package / "pyproject.toml").open("a") as pyproject:
+                pyproject.write("\n" + table)
+        set_context(repo, **context)
         commit_all(repo, "CD runs in acme/monorepo")
         run(["make", "synth"], cwd=repo)
         _SYNTHESIZED[name] = Synthesized(name, answers, repo)
@@ -153,15 +176,23 @@ def test_synth_makes_the_foundation_and_one_stack_per_deployable_package(
     }
     expected = {stack("foundation")} | {stack(p) for p in synthesized.lambdas + synthesized.jobs}
     assert stacks == expected
-    # Deployable without `cdk bootstrap`: no bootstrap version parameter or rule, no assets.
+    # Deployable without `cdk bootstrap`: no bootstrap version parameter or rule, no assets
+    # (not even the template: the CLI sends it inline), no roles of the bootstrap to assume.
+    assert not [a for a in manifest["artifacts"].values() if a["type"] == "cdk:asset-manifest"]
     for name in stacks:
+        assert set(manifest["artifacts"][name]["properties"]) <= {
+            "templateFile",
+            "terminationProtection",
+            "validateOnSynth",
+        }, name
         template = synthesized.template(name)
         assert "BootstrapVersion" not in template.get("Parameters", {}), name
         assert "Rules" not in template, name
         assert not [r for r in template["Resources"].values() if r["Type"].startswith("Custom::")]
-        assert not (synthesized.out / f"{name}.assets.json").exists() or not json.loads(
-            (synthesized.out / f"{name}.assets.json").read_text()
-        ).get("files"), name
+    # README's "First deploy" names the stacks as the app does (scripts/monorepo.py's rule).
+    readme = (synthesized.repo / "README.md").read_text()
+    for name in stacks:
+        assert f"`{name}`" in readme or f"STACKS={name}" in readme, name
     # cdk.out is what `make synth` writes: git ignores it, and the root workspace ignores infra/.
     assert git(synthesized.repo, "status", "--porcelain") == ""
 
@@ -187,6 +218,8 @@ def test_templates_hold_what_moto_ignores(synthesized: Synthesized) -> None:
         (function,) = resources(template, "AWS::Lambda::Function")
         assert function["PackageType"] == "Image"
         assert function["Architectures"] == [prefix_arch("lambda")]
+        expected = (1024, 60) if synthesized.name == "lambda-independent" else (512, 30)
+        assert (function["MemorySize"], function["Timeout"]) == expected
         condition, by_digest, by_tag = function["Code"]["ImageUri"]["Fn::If"]
         assert condition == "HasImageDigest"
         assert by_digest["Fn::Join"][1][-2:] == [f"/{package}@", {"Ref": "ImageDigest"}]
@@ -201,17 +234,25 @@ def test_templates_hold_what_moto_ignores(synthesized: Synthesized) -> None:
         }
         (container,) = task["ContainerDefinitions"]
         assert container["LinuxParameters"] == {"InitProcessEnabled": True}
-        printed = run(
-            ["uv", "run", "--quiet", "scripts/iam_policy.py", "task-role", package], cwd=repo
-        )
         (task_role,) = [
             r
             for r in resources(template, "AWS::IAM::Role")
             if r["Policies"][0]["PolicyName"] == "own-venv-tarballs"
         ]
-        assert task_role["Policies"][0]["PolicyDocument"] == json.loads(printed.stdout)
+        assert task_role["Policies"][0]["PolicyDocument"] == task_role_policy(repo, package)
         assert task["TaskRoleArn"] == {"Fn::GetAtt": ["TaskRole", "Arn"]}
         assert set(template["Parameters"]) == {"PackageVersion", "PackageSha256", "RuntimeImageTag"}
+        schedules = resources(template, "AWS::Scheduler::Schedule")
+        if synthesized.name == "ecs-independent":
+            (schedule,) = schedules
+            assert schedule["ScheduleExpression"] == "rate(1 hour)"
+            ecs_target = schedule["Target"]["EcsParameters"]
+            assert ecs_target["TaskDefinitionArn"] == {"Ref": "TaskDefinition"}
+            network = ecs_target["NetworkConfiguration"]["AwsvpcConfiguration"]
+            assert network["Subnets"] == ["subnet-0123456789abcdef0"]
+            assert network["AssignPublicIp"] == "ENABLED"
+        else:
+            assert not schedules
 
     foundation = synthesized.template(stack("foundation"))
     repositories = resources(foundation, "AWS::ECR::Repository")
@@ -246,71 +287,69 @@ def test_templates_hold_what_moto_ignores(synthesized: Synthesized) -> None:
 
 
 @pytest.fixture
-def moto_server() -> Iterator[dict[str, Any]]:
-    """A moto server of the test's own: each combination deploys the same names."""
+def moto_server() -> Iterator[dict[str, str]]:
+    """A moto server of the test's own, reset (each combination deploys the same names, and
+    moto's servers in one process share their state): the environment that points the AWS
+    SDKs (boto3, the CDK CLI's) at it."""
+    import urllib.request
+
     from moto.server import ThreadedMotoServer
 
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
     server.start()
-    yield {"endpoint_url": f"http://127.0.0.1:{port}", **boto_credentials(MOTO_CREDENTIALS)}
+    reset = urllib.request.Request(f"http://127.0.0.1:{port}/moto-api/reset", method="POST")
+    urllib.request.urlopen(reset).close()
+    yield {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", **MOTO_CREDENTIALS}
     server.stop()
 
 
-def create_stack(
-    cloudformation: Any, synthesized: Synthesized, name: str, **parameters: str
-) -> dict[str, str]:
-    cloudformation.create_stack(
-        StackName=name,
-        TemplateBody=(synthesized.out / f"{name}.template.json").read_text(),
-        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
-        Capabilities=["CAPABILITY_NAMED_IAM"],
-    )
-    (described,) = cloudformation.describe_stacks(StackName=name)["Stacks"]
-    assert described["StackStatus"] == "CREATE_COMPLETE", described
-    return {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
-
-
-def test_stacks_deploy_into_moto_and_read_back(synthesized: Synthesized, moto_server: dict) -> None:
-    """The foundation first, then each package's stack with CD's parameters; the live
-    resources read back through boto3. A Lambda stack is created as a first `make deploy`
-    would (no digest: the version's tag), then updated as CD does (digest, previous template)."""
-    cloudformation = boto3.client("cloudformation", **moto_server)
-    iam = boto3.client("iam", **moto_server)
-    outputs = create_stack(cloudformation, synthesized, stack("foundation"))
-    role = outputs["CdRoleArn"]
-    assert role == f"arn:aws:iam::{ACCOUNT}:role/{PROJECT}/{PROJECT}-cd"
-    cd_role = iam.get_role(RoleName=f"{PROJECT}-cd")["Role"]
-    trust = (synthesized.repo / "deploy/iam/github-oidc-trust-policy.json").read_text()
-    trust = trust.replace("${AWS_ACCOUNT_ID}", ACCOUNT).replace(
-        "${GITHUB_REPOSITORY}", GITHUB_REPOSITORY
-    )
-    assert cd_role["AssumeRolePolicyDocument"] == json.loads(trust)
-    (policy_name,) = iam.list_role_policies(RoleName=f"{PROJECT}-cd")["PolicyNames"]
-    granted = iam.get_role_policy(RoleName=f"{PROJECT}-cd", PolicyName=policy_name)[
-        "PolicyDocument"
+def test_make_deploy_into_moto_then_read_back(synthesized: Synthesized, moto_server: dict) -> None:
+    """`make deploy` (the pinned CDK CLI, no bootstrap) creates every stack as a team's first
+    deploy does: the foundation, each function at its version's tag, each job at the runtime
+    and tarball CD released. Then a function is updated as CD does (previous template, a new
+    Version and ImageDigest). The live resources are read back through boto3."""
+    env = aws_env(moto_server)
+    client = {
+        "endpoint_url": moto_server["AWS_ENDPOINT_URL"],
+        **boto_credentials(moto_server),
+    }
+    parameters = [
+        f"{stack(job)}:{name}={value}"
+        for job in synthesized.jobs
+        for name, value in (("RuntimeImageTag", RUNTIME_TAG), ("PackageSha256", TARBALL_SHA256))
     ]
-    documented = json.loads(
-        (synthesized.repo / "deploy/iam/cd-role-policy.json")
-        .read_text()
-        .replace("${AWS_ACCOUNT_ID}", ACCOUNT)
-        .replace("${ECR_REPOSITORY_PREFIX}", "")
+    deploy = ["make", "deploy", "APPROVAL=never", f"PARAMETERS={' '.join(parameters)}"]
+    run(deploy, cwd=synthesized.repo, env=env)
+
+    cloudformation = boto3.client("cloudformation", **client)
+    iam = boto3.client("iam", **client)
+    outputs = stack_outputs(cloudformation, stack("foundation"))
+    assert outputs["CdRoleArn"] == f"arn:aws:iam::{ACCOUNT}:role/{PROJECT}/{PROJECT}-cd"
+    cd_role = iam.get_role(RoleName=f"{PROJECT}-cd")["Role"]
+    assert cd_role["AssumeRolePolicyDocument"] == documented(
+        synthesized.repo, "github-oidc-trust-policy.json"
     )
-    assert granted == documented
-    ecr = boto3.client("ecr", **moto_server)
+    (policy_name,) = iam.list_role_policies(RoleName=f"{PROJECT}-cd")["PolicyNames"]
+    granted = iam.get_role_policy(RoleName=f"{PROJECT}-cd", PolicyName=policy_name)
+    assert as_json(granted["PolicyDocument"]) == documented(synthesized.repo, "cd-role-policy.json")
+    ecr = boto3.client("ecr", **client)
     repositories = {r["repositoryName"]: r for r in ecr.describe_repositories()["repositories"]}
-    assert set(repositories) == set(synthesized.lambdas) | (
-        {f"{PROJECT}-runtime"} if synthesized.jobs else set()
-    )
+    runtime = {f"{PROJECT}-runtime"} if synthesized.jobs else set()
+    assert set(repositories) == set(synthesized.lambdas) | runtime
     assert {r["imageTagMutability"] for r in repositories.values()} == {"IMMUTABLE"}
 
-    functions = boto3.client("lambda", **moto_server)
+    functions = boto3.client("lambda", **client)
     for package in synthesized.lambdas:
         name = stack(package)
+        assert stack_outputs(cloudformation, name) == {"FunctionName": name}
         registry = f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com/{package}"
-        assert create_stack(cloudformation, synthesized, name) == {"FunctionName": name}
         function = functions.get_function(FunctionName=name)
         assert function["Code"]["ImageUri"] == f"{registry}:0.1.0"
+        configuration = function["Configuration"]
+        assert configuration["Role"].startswith(f"arn:aws:iam::{ACCOUNT}:role/{PROJECT}/")
+        expected = (1024, 60) if synthesized.name == "lambda-independent" else (512, 30)
+        assert (configuration["MemorySize"], configuration["Timeout"]) == expected
         cloudformation.update_stack(
             StackName=name,
             UsePreviousTemplate=True,
@@ -322,51 +361,70 @@ def test_stacks_deploy_into_moto_and_read_back(synthesized: Synthesized, moto_se
         )
         function = functions.get_function(FunctionName=name)
         assert function["Code"]["ImageUri"] == f"{registry}@{DIGEST}"
-        configuration = function["Configuration"]
-        assert configuration["Role"].startswith(f"arn:aws:iam::{ACCOUNT}:role/{PROJECT}/")
-        assert (configuration["MemorySize"], configuration["Timeout"]) == (512, 30)
 
     if synthesized.jobs:
-        s3 = boto3.client("s3", **moto_server)
         assert outputs["ArtifactsBucketName"] == "nt-artifacts"
-        assert s3.get_bucket_versioning(Bucket="nt-artifacts")["Status"] == "Enabled"
         assert outputs["ClusterName"] == PROJECT
-    ecs = boto3.client("ecs", **moto_server)
+        s3 = boto3.client("s3", **client)
+        s3.head_bucket(Bucket="nt-artifacts")
+        (cluster,) = boto3.client("ecs", **client).describe_clusters(clusters=[PROJECT])["clusters"]
+        assert cluster["status"] == "ACTIVE"
+    ecs = boto3.client("ecs", **client)
     for package in synthesized.jobs:
         name = stack(package)
-        outputs = create_stack(
-            cloudformation,
-            synthesized,
-            name,
-            PackageSha256=TARBALL_SHA256,
-            RuntimeImageTag=RUNTIME_TAG,
-        )
-        task = ecs.describe_task_definition(taskDefinition=outputs["TaskDefinitionArn"])[
-            "taskDefinition"
-        ]
+        arn = stack_outputs(cloudformation, name)["TaskDefinitionArn"]
+        task = ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"]
         assert task["family"] == name
         (container,) = task["containerDefinitions"]
-        assert (
-            container["image"]
-            == f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com/{PROJECT}-runtime:{RUNTIME_TAG}"
-        )
+        registry = f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com"
+        assert container["image"] == f"{registry}/{PROJECT}-runtime:{RUNTIME_TAG}"
         assert container["command"] == [package]
         assert {e["name"]: e["value"] for e in container["environment"]} == {
             "ARTIFACTS_URI": "s3://nt-artifacts/venvs",
             "PACKAGE_VERSION": "0.1.0",
             "PACKAGE_SHA256": TARBALL_SHA256,
         }
-        task_role = task["taskRoleArn"].rsplit("/", 1)[1]
-        assert task["taskRoleArn"].startswith(f"arn:aws:iam::{ACCOUNT}:role/{PROJECT}/")
-        assert task["executionRoleArn"].startswith(f"arn:aws:iam::{ACCOUNT}:role/{PROJECT}/")
-        (policy_name,) = iam.list_role_policies(RoleName=task_role)["PolicyNames"]
-        printed = run(
-            ["uv", "run", "--quiet", "scripts/iam_policy.py", "task-role", package],
-            cwd=synthesized.repo,
-        )
-        assert iam.get_role_policy(RoleName=task_role, PolicyName=policy_name)[
-            "PolicyDocument"
-        ] == json.loads(printed.stdout)
+        # The roles as the stack made them (moto's task definition drops their ARNs).
+        made = {
+            r["LogicalResourceId"]: r["PhysicalResourceId"]
+            for r in cloudformation.list_stack_resources(StackName=name)["StackResourceSummaries"]
+        }
+        for logical in ("TaskRole", "ExecutionRole"):
+            assert iam.get_role(RoleName=made[logical])["Role"]["Path"] == f"/{PROJECT}/"
+        (policy_name,) = iam.list_role_policies(RoleName=made["TaskRole"])["PolicyNames"]
+        policy = iam.get_role_policy(RoleName=made["TaskRole"], PolicyName=policy_name)
+        assert as_json(policy["PolicyDocument"]) == task_role_policy(synthesized.repo, package)
+
+
+def as_json(document: str | dict[str, Any]) -> dict[str, Any]:
+    """An inline role policy as boto3 returns it. moto's CloudFormation stores one it created
+    as the Python text of the template's dict (`{'Version': ...}`), which boto3 hands back as
+    a string; AWS returns the JSON document, which boto3 decodes."""
+    return ast.literal_eval(document) if isinstance(document, str) else document
+
+
+def stack_outputs(cloudformation: Any, name: str) -> dict[str, str]:
+    (described,) = cloudformation.describe_stacks(StackName=name)["Stacks"]
+    assert described["StackStatus"] in ("CREATE_COMPLETE", "UPDATE_COMPLETE"), described
+    return {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
+
+
+def documented(repo: Path, name: str) -> dict[str, Any]:
+    """A deploy/iam/ document filled in as deploy/iam/README.md says (envsubst)."""
+    text = (repo / "deploy" / "iam" / name).read_text()
+    for key, value in {
+        "AWS_ACCOUNT_ID": ACCOUNT,
+        "GITHUB_REPOSITORY": GITHUB_REPOSITORY,
+        "ECR_REPOSITORY_PREFIX": "",
+    }.items():
+        text = text.replace("${" + key + "}", value)
+    return json.loads(text)
+
+
+def task_role_policy(repo: Path, package: str) -> dict[str, Any]:
+    """What `uv run scripts/iam_policy.py task-role <pkg>` prints in the generated repo."""
+    printed = run(["uv", "run", "--quiet", "scripts/iam_policy.py", "task-role", package], cwd=repo)
+    return json.loads(printed.stdout)
 
 
 def test_ci_infra_job_and_lint_pass(released_template, tmp_path_factory) -> None:
@@ -390,7 +448,8 @@ def test_ci_infra_job_and_lint_pass(released_template, tmp_path_factory) -> None
 def test_a_new_lambda_package_gets_its_stack_with_no_edit_under_infra(
     released_template, tmp_path_factory, tmp_path: Path
 ) -> None:
-    """`make new-package TYPE=lambda`, then `make synth`: the new function's stack is there."""
+    """`make new-package TYPE=lambda`, then `make synth`: the new function's stack is there,
+    and `make test-infra` (the repo's own stack tests, mypy) checks it."""
     base = synthesize("lambda-independent", released_template, tmp_path_factory)
     repo = tmp_path / "repo"
     shutil.copytree(
@@ -408,6 +467,17 @@ def test_a_new_lambda_package_gets_its_stack_with_no_edit_under_infra(
         if r["RepositoryName"] == "nt_billing"
     ]
     assert repository["ImageTagMutability"] == "IMMUTABLE"
+    # The repo's own infra tests (and mypy) cover the new function too, in a repo without
+    # the ecs target (no scripts/iam_policy.py there).
+    tested = run(["make", "test-infra"], cwd=repo)
+    assert (
+        "nt_billing"
+        in run(
+            ["uv", "run", "--locked", "--directory", "infra", "pytest", "-q", "--collect-only"],
+            cwd=repo,
+        ).stdout
+    )
+    assert "Success: no issues found" in tested.stdout
     assert git(repo, "status", "--porcelain", "--", "infra") == ""
     assert git(repo, "diff", "HEAD", "--stat", "--", "infra") == ""
 

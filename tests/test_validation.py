@@ -32,6 +32,7 @@ BAD_ANSWERS = [
     pytest.param({"deploy_targets": []}, "at least one deploy target", id="no-targets"),
     pytest.param({"deploy_targets": ["ecs", "k8s"]}, "'k8s' is not in", id="unknown-target"),
     pytest.param({"workspace_layout": "monolith"}, "Invalid choice", id="bad-layout"),
+    pytest.param({"infrastructure": "terraform"}, "Invalid choice", id="bad-infrastructure"),
     pytest.param({"artifacts_bucket": "Bad_Bucket"}, "not a valid S3 bucket name", id="bad-bucket"),
     pytest.param({"aws_region": "europe"}, "AWS region", id="bad-region"),
     pytest.param({"project_name": "  "}, "cannot be empty", id="empty-name"),

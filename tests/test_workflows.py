@@ -328,7 +328,8 @@ def test_dependabot_keeps_the_pins_current(renders: dict, combo: tuple) -> None:
     layout, targets = combo[0], TARGETS[combo[1]]
     expected = {
         "github-actions": ["/"],
-        "uv": ["/"] if layout == "shared" else ["/", "/src/*"],
+        # infra/ (infrastructure=cdk, the default): the CDK app's own lock.
+        "uv": ["/", "/infra"] if layout == "shared" else ["/", "/src/*", "/infra"],
         "pip": ["/.github/uv"],
         "docker": ["/docker"],
     }

@@ -48,7 +48,7 @@ def build(context: dict[str, Any] | None = None, outdir: str | None = None) -> c
         FoundationStack(app, settings, packages, env=env, synthesizer=synthesizer())
     else:
         print(
-            f'app: {settings.stack_name("foundation")} left out: set "github_repository" '
+            f'app: {settings.foundation_stack} left out: set "github_repository" '
             "(owner/name, the repo CD runs in) in infra/cdk.json",
             file=sys.stderr,
         )

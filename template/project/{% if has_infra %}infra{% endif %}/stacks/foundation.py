@@ -31,21 +31,22 @@ class FoundationStack(cdk.Stack):
     def __init__(
         self, scope: Construct, settings: Settings, packages: list[Deployable], **kwargs: Any
     ) -> None:
-        super().__init__(scope, settings.stack_name("foundation"), **kwargs)
+        super().__init__(scope, settings.foundation_stack, **kwargs)
         if not settings.github_repository:
             raise ConfigError(
                 'the foundation stack needs "github_repository" (owner/name) in infra/cdk.json'
             )
-        has_ecs = any(p.kind == "ecs" for p in packages)
-        if has_ecs or settings.artifacts_bucket:
+        # A repo with the ecs target has the bucket's name in infra/cdk.json, jobs or not.
+        has_ecs = bool(settings.artifacts_bucket) or any(p.kind == "ecs" for p in packages)
+        if has_ecs:
             self._artifacts_bucket(settings)
         for package in packages:
             if package.kind == "lambda":
                 self._repository(settings.ecr_repository_prefix + package.name, lambda_=True)
-        if has_ecs or settings.artifacts_bucket:
+        if has_ecs:
             self._repository(settings.runtime_repository, lambda_=False)
         self._cd_role(settings)
-        if has_ecs or settings.artifacts_bucket:
+        if has_ecs:
             cluster = ecs.CfnCluster(self, "Cluster", cluster_name=settings.cluster_name)
             cdk.CfnOutput(self, "ClusterName", value=cluster.ref)
 

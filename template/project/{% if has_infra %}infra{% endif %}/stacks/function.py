@@ -16,6 +16,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from stacks.repo import Deployable, Settings
+from stacks.roles import trust
 
 ARCHITECTURES = {"x86_64": "x86_64", "arm64": "arm64"}
 
@@ -106,16 +107,3 @@ class FunctionStack(cdk.Stack):
             logging_config=lambda_.CfnFunction.LoggingConfigProperty(log_group=log_group.ref),
         )
         cdk.CfnOutput(self, "FunctionName", value=function.ref)
-
-
-def trust(service: str) -> dict[str, Any]:
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"Service": service},
-                "Action": "sts:AssumeRole",
-            }
-        ],
-    }

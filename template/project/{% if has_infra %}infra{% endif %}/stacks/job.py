@@ -12,15 +12,14 @@ from __future__ import annotations
 from typing import Any
 
 import aws_cdk as cdk
-import iam_policy
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_scheduler as scheduler
 from constructs import Construct
 
-from stacks.function import trust
 from stacks.repo import ConfigError, Deployable, Settings
+from stacks.roles import trust
 
 CPU_ARCHITECTURES = {"x86_64": "X86_64", "arm64": "ARM64"}
 
@@ -33,6 +32,9 @@ class JobStack(cdk.Stack):
     ) -> None:
         name = settings.stack_name(package.name)
         super().__init__(scope, name, **kwargs)
+        # scripts/iam_policy.py exists in repos with the ecs target only, like ECS jobs.
+        import iam_policy
+
         if not settings.artifacts_bucket:
             raise ConfigError(
                 f'{package.name} is an ECS job: set "artifacts_bucket" in infra/cdk.json'
@@ -233,7 +235,9 @@ class JobStack(cdk.Stack):
                         awsvpc_configuration=scheduler.CfnSchedule.AwsVpcConfigurationProperty(
                             subnets=list(settings.ecs_subnets),
                             security_groups=list(settings.ecs_security_groups) or None,
-                            assign_public_ip="DISABLED",
+                            assign_public_ip=(
+                                "ENABLED" if settings.ecs_assign_public_ip else "DISABLED"
+                            ),
                         )
                     ),
                 ),

@@ -7,7 +7,9 @@ Context (infra/cdk.json, `"context"`; `-c key=value` overrides one for a run):
 - region: where the stacks live.
 - lambda_architecture, ecs_architecture: the CPU of the functions and of the tasks.
 - artifacts_bucket: the bucket of the venv tarballs (ECS).
-- ecs_subnets, ecs_security_groups: where scheduled tasks run (needed by a schedule only).
+- ecs_subnets, ecs_security_groups: where scheduled tasks run (needed by a schedule only);
+  ecs_assign_public_ip: true for public subnets without a NAT gateway (a default VPC's), or a
+  task cannot reach ECR and S3.
 - ecr_repository_prefix: put before every ECR repository name (CD's ECR_REPOSITORY_PREFIX).
 - github_repository: `owner/name`, the only repository whose `release` environment may assume
   the CD role. Needed by the foundation stack only: without it that stack is left out.
@@ -64,6 +66,7 @@ class Settings:
     artifacts_bucket: str
     ecs_subnets: tuple[str, ...]
     ecs_security_groups: tuple[str, ...]
+    ecs_assign_public_ip: bool
 
     @classmethod
     def from_context(cls, get: Any) -> Settings:
@@ -106,10 +109,15 @@ class Settings:
             artifacts_bucket=text("artifacts_bucket"),
             ecs_subnets=strings("ecs_subnets"),
             ecs_security_groups=strings("ecs_security_groups"),
+            ecs_assign_public_ip=text("ecs_assign_public_ip", "false").lower() == "true",
         )
 
     def stack_name(self, package: str) -> str:
         return monorepo.stack_name(self.project, package)
+
+    @property
+    def foundation_stack(self) -> str:
+        return monorepo.stack_name(self.project, monorepo.FOUNDATION)
 
     @property
     def role_path(self) -> str:

@@ -10,17 +10,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import iam_policy
 import monorepo
 import pytest
-from aws_cdk import Stack
+from aws_cdk import App, Stack
 from aws_cdk.assertions import Match, Template
 from stacks import ROOT
 from stacks.app import build
-from stacks.repo import Deployable, deployables
+from stacks.job import JobStack
+from stacks.repo import ConfigError, Deployable, Settings, deployables
 
 CONTEXT = json.loads((ROOT / "infra" / "cdk.json").read_text())["context"]
 PROJECT = CONTEXT["project"]
@@ -99,6 +100,8 @@ def test_function_runs_its_image_by_digest(
 def test_job_task_role_reads_its_own_tarballs_only(
     templates: dict[str, Template], package: Deployable
 ) -> None:
+    import iam_policy  # scripts/iam_policy.py: in repos with ECS jobs only
+
     template = templates[monorepo.stack_name(PROJECT, package.name)]
     policy = iam_policy.task_role_policy(CONTEXT["artifacts_bucket"], package.name)
     template.has_resource_properties(
@@ -148,3 +151,20 @@ def test_foundation_holds_the_documented_policies(templates: dict[str, Template]
             assert statement in policy["Statement"]
         template.has_output("ArtifactsBucketName", {})
         template.has_output("ClusterName", {})
+
+
+def test_without_github_repository_the_foundation_is_left_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = build({"github_repository": ""}, outdir=str(tmp_path))
+    names = {child.stack_name for child in app.node.children if isinstance(child, Stack)}
+    assert monorepo.stack_name(PROJECT, monorepo.FOUNDATION) not in names
+    assert '"github_repository"' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("package", JOBS, ids=lambda p: p.name)
+def test_a_schedule_needs_subnets(package: Deployable) -> None:
+    scheduled = replace(package, settings={**package.settings, "schedule": "rate(1 hour)"})
+    settings = Settings.from_context({**CONTEXT, "ecs_subnets": []}.get)
+    with pytest.raises(ConfigError, match="ecs_subnets"):
+        JobStack(App(), settings, scheduled)
