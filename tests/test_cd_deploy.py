@@ -266,7 +266,7 @@ def deploy(repo: Path, creds: dict[str, str], monkeypatch, entry: dict) -> gha.S
     the CD role's credentials."""
     for key, value in aws_env(creds).items():
         monkeypatch.setenv(key, value)
-    matrix = {f"matrix.{key}": value for key, value in entry.items()}
+    matrix = {f"matrix.{key}": value for key, value in {"absent": "refuse", **entry}.items()}
     (result,), _ = gha.run_job(repo, cd_workflow(repo), "deploy", {**expressions(), **matrix})
     return result
 
@@ -327,8 +327,8 @@ def test_a_release_deploys_exactly_what_it_released(
     head = git(repo, "rev-parse", "HEAD")
     planned = plan(repo, monkeypatch, tag=f"v{new}")
     assert planned["deploy"] == [
-        {"package": ECS_PKG, "version": new, "runtime_tag": head},
-        {"package": LAMBDA_PKG, "version": new, "runtime_tag": ""},
+        {"package": ECS_PKG, "version": new, "runtime_tag": head, "absent": "skip"},
+        {"package": LAMBDA_PKG, "version": new, "runtime_tag": "", "absent": "skip"},
     ]
     before = {stack: stack_state(moto, stack) for stack in (LAMBDA_STACK, ECS_STACK)}
     configuration = function(moto)["Configuration"]
@@ -411,7 +411,9 @@ def test_a_rollback_dispatch_deploys_an_earlier_release_and_builds_nothing(
     assert planned == {
         "ecs": [],
         "lambda": [],
-        "deploy": [{"package": LAMBDA_PKG, "version": OLDEST, "runtime_tag": ""}],
+        "deploy": [
+            {"package": LAMBDA_PKG, "version": OLDEST, "runtime_tag": "", "absent": "refuse"}
+        ],
     }
     (entry,) = planned["deploy"]
     result = deploy(repo, cd, monkeypatch, entry)
@@ -481,7 +483,9 @@ def test_what_was_never_released_is_refused_before_any_change(
 def test_a_stack_not_deployed_yet_points_to_the_first_deploy(
     repo: Path, moto, cd, monkeypatch, tmp_path: Path
 ) -> None:
-    """A package added since the last `make deploy` has no stack: the job says how to make it."""
+    """No stack yet (the first release, before `make deploy`; a package added since): a
+    release's leg skips it, green, with a warning that says how to make it; a rollback, which
+    only deploys, refuses."""
     clone = tmp_path / "repo"
     subprocess.run(["cp", "-a", str(repo), str(clone)], check=True)
     (clone / "infra" / "cdk.json").write_text(
@@ -489,16 +493,21 @@ def test_a_stack_not_deployed_yet_points_to_the_first_deploy(
             {"context": {"project": "not-deployed", "region": REGION, "ecr_repository_prefix": ""}}
         )
     )
-    result = deploy(
-        clone, cd, monkeypatch, {"package": LAMBDA_PKG, "version": OLDEST, "runtime_tag": ""}
+    entry = {"package": LAMBDA_PKG, "version": OLDEST, "runtime_tag": ""}
+    why = (
+        "stack not-deployed-nt-ingestion does not exist yet: deploy the stacks once with "
+        "`make deploy` (README.md, First deploy), then release again"
     )
+    result = deploy(clone, cd, monkeypatch, {**entry, "absent": "refuse"})
     assert result.returncode == 2, result.output
+    assert script_lines(result) == [f"deploy_release: refused not-deployed-nt-ingestion: {why}"]
+
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    result = deploy(clone, cd, monkeypatch, {**entry, "absent": "skip"})
+    assert result.returncode == 0, result.output
     assert script_lines(result) == [
-        (
-            "deploy_release: refused not-deployed-nt-ingestion: stack not-deployed-nt-ingestion "
-            "does not exist yet: deploy the stacks once with `make deploy` (README.md, First "
-            "deploy), then release again"
-        )
+        "::warning::not-deployed-nt-ingestion is not deployed yet: create it with `make deploy`",
+        f"absent not-deployed-nt-ingestion: not deployed yet, nothing changed ({why})",
     ]
 
 

@@ -484,10 +484,10 @@ def test_a_new_lambda_package_gets_its_stack_with_no_edit_under_infra(
 
 def test_none_generates_no_infrastructure(render) -> None:
     """infrastructure=none: the repo as it was before the answer existed (no file added, none
-    mentioning infra/ or CDK); cdk adds infra/ and no other file."""
+    mentioning infra/ or CDK); cdk adds infra/ and CD's deploy script, no other file."""
     none, cdk = render(infrastructure="none"), render()
     none_files, cdk_files = set(tree_snapshot(none)), set(tree_snapshot(cdk))
-    infra = {f for f in cdk_files if f.startswith("infra/")}
+    infra = {f for f in cdk_files if f.startswith("infra/")} | {"scripts/deploy_release.py"}
     assert infra >= {"infra/app.py", "infra/cdk.json", "infra/pyproject.toml"}
     assert none_files == cdk_files - infra
     answers = (none / ".copier-answers.yml").read_text()
