@@ -10,22 +10,35 @@ use) for each named package, or every package under src/ when none is named, JOB
 (default: the machine's CPU count). Each run's output is captured and printed whole when it
 ends: a failure in full, a pass as its last lines. A table of every package's result and
 time comes last; the exit code is 1 when any package failed, 0 otherwise.
+
+What makes a warm run cheap, with the same checks:
+- uv runs only for a package whose own environment (src/<pkg>/.venv) is not as
+  `ci.py sync --isolated` last made it (ci.own_environment_current): the lock, a
+  pyproject.toml, the Python pin, uv or the installed packages changed;
+- `test` runs in a forked_pytest.py process per job, which imports pytest and coverage once
+  and forks a child per package that is that package's own `pytest` (its environment's
+  sys.path and interpreter). It refuses a package whose environment differs from the one it
+  imported them from, and that package runs `ci.py test --isolated` as a process instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
+import ci
 import monorepo
 
-CI = Path(__file__).resolve().parent / "ci.py"
+SCRIPTS = Path(__file__).resolve().parent
 
 
 @dataclass
@@ -36,21 +49,93 @@ class Result:
     output: str
 
 
-def run_one(command: str, package: str) -> Result:
-    """`scripts/ci.py <command> --isolated <package>`, its output (stdout and stderr in the
-    order written) captured."""
-    start = time.perf_counter()
-    # ci.py needs only the standard library: this interpreter runs it, saving a `uv run`
-    # per package.
+def ci_py(*args: str) -> tuple[bool, str]:
+    """`scripts/ci.py <args>`: whether it passed, and its output (stdout and stderr in the
+    order written)."""
+    # ci.py needs only the standard library: this interpreter runs it, saving a `uv run`.
     proc = subprocess.run(
-        [sys.executable, str(CI), command, "--isolated", package],
+        [sys.executable, str(SCRIPTS / "ci.py"), *args],
         cwd=monorepo.ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         errors="replace",
     )
-    return Result(package, proc.returncode == 0, time.perf_counter() - start, proc.stdout)
+    return proc.returncode == 0, proc.stdout
+
+
+class Forked:
+    """A forked_pytest.py process, started with the first package environment it is given."""
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen[str] | None = None
+        self.folder = tempfile.TemporaryDirectory(prefix="every_package-")
+
+    def test(self, pkg: monorepo.Package) -> tuple[bool, str] | str:
+        """The package's tests, as `ci.py test --isolated` runs them: whether they passed and
+        their output; or why they could not run here."""
+        venv = ci.own_venv(pkg)
+        if self.proc is None:
+            python = str(venv / "bin" / "python")
+            self.proc = subprocess.Popen(
+                [python, str(SCRIPTS / "forked_pytest.py")],
+                cwd=monorepo.ROOT,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        args = ci.pytest_arguments(pkg)
+        output = Path(self.folder.name) / pkg.dir_name
+        request = {"venv": str(venv), "folder": str(pkg.path), "args": args, "output": str(output)}
+        try:
+            self.proc.stdin.write(json.dumps(request) + "\n")
+            self.proc.stdin.flush()
+            answer = json.loads(self.proc.stdout.readline() or '{"refused": "it stopped"}')
+        except OSError:
+            answer = {"refused": "it stopped"}
+        if "refused" in answer:
+            return f"forked_pytest.py: {answer['refused']}"
+        shown = ci.command_line("pytest", *args, venv=pkg)
+        return answer["exit"] == 0, f"+ {shown}\n{output.read_text(errors='replace')}"
+
+    def close(self) -> None:
+        if self.proc:
+            self.proc.communicate()  # closes its stdin: it ends
+        self.folder.cleanup()
+
+
+class Runner:
+    """Runs one command for a package; one Forked process per thread of the pool."""
+
+    def __init__(self, command: str, packages: dict[str, monorepo.Package]) -> None:
+        self.command, self.packages = command, packages
+        self.local = threading.local()
+        self.forked: list[Forked] = []
+
+    def run(self, name: str) -> Result:
+        start = time.perf_counter()
+        pkg = self.packages[name]
+        ok, output = True, ""
+        if not ci.own_environment_current(pkg, self.packages):
+            ok, output = ci_py("sync", "--isolated", name)
+        if ok and self.command == "test":
+            if not hasattr(self.local, "forked"):
+                self.local.forked = Forked()
+                self.forked.append(self.local.forked)
+            tested = self.local.forked.test(pkg)
+            if isinstance(tested, tuple):
+                ok, more = tested
+                return Result(name, ok, time.perf_counter() - start, output + more)
+            output += f"{tested}; pytest runs as a process of its own\n"
+        if ok:
+            ok, more = ci_py(self.command, "--isolated", name)
+            output += more
+        return Result(name, ok, time.perf_counter() - start, output)
+
+    def close(self) -> None:
+        for forked in self.forked:
+            forked.close()
 
 
 def brief(output: str) -> list[str]:
@@ -106,17 +191,22 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     start = time.perf_counter()
     results = []
-    with ThreadPoolExecutor(max_workers=min(args.jobs, len(packages))) as pool:
-        futures = [pool.submit(run_one, args.command, name) for name in packages]
-        try:
-            for future in as_completed(futures):
-                results.append(future.result())
-                report(results[-1])
-        except KeyboardInterrupt:
-            # The runs in progress got the terminal's Ctrl-C too; start no new one.
-            pool.shutdown(wait=True, cancel_futures=True)
-            return 130
-    print(table(args.command, results, min(args.jobs, len(packages)), time.perf_counter() - start))
+    runner = Runner(args.command, known)
+    jobs = min(args.jobs, len(packages))
+    try:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            futures = [pool.submit(runner.run, name) for name in packages]
+            try:
+                for future in as_completed(futures):
+                    results.append(future.result())
+                    report(results[-1])
+            except KeyboardInterrupt:
+                # The runs in progress got the terminal's Ctrl-C too; start no new one.
+                pool.shutdown(wait=True, cancel_futures=True)
+                return 130
+    finally:
+        runner.close()
+    print(table(args.command, results, jobs, time.perf_counter() - start))
     return 0 if all(r.ok for r in results) else 1
 
 
