@@ -91,16 +91,19 @@ class Forked:
         try:
             self.proc.stdin.write(json.dumps(request) + "\n")
             self.proc.stdin.flush()
-            answer = json.loads(self.proc.stdout.readline() or '{"refused": "it stopped"}')
+            answer = json.loads(self.proc.stdout.readline() or "{}")
         except OSError:
-            answer = {"refused": "it stopped"}
+            answer = {}
+        if not answer:  # Ctrl-C, or it crashed (its error is on the terminal): no retry
+            self.close()
+            return False, f"forked_pytest.py stopped (exit code {self.proc.returncode})\n"
         if "refused" in answer:
             return f"forked_pytest.py: {answer['refused']}"
         shown = ci.command_line("pytest", *args, venv=pkg)
         return answer["exit"] == 0, f"+ {shown}\n{output.read_text(errors='replace')}"
 
     def close(self) -> None:
-        if self.proc:
+        if self.proc and self.proc.returncode is None:
             self.proc.communicate()  # closes its stdin: it ends
         self.folder.cleanup()
 
@@ -139,10 +142,11 @@ class Runner:
 
 
 def brief(output: str) -> list[str]:
-    """What a passing run is shown as: its coverage figure, if any, and its last line
-    (pytest's "N passed in ...", mypy's "Success: ...")."""
+    """What a passing run is shown as: why pytest ran as a process of its own, if it did, its
+    coverage figure, if any, and its last line (pytest's "N passed in ...", mypy's "Success:
+    ...")."""
     lines = [line for line in output.splitlines() if line.strip()]
-    shown = [line for line in lines[:-1] if "Total coverage" in line]
+    shown = [line for line in lines[:-1] if "Total coverage" in line or "forked_pytest.py" in line]
     return shown + lines[-1:]
 
 

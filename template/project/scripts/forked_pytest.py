@@ -23,9 +23,12 @@ nothing one package's tests import or change reaches another's.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import importlib.metadata
+import inspect
 import json
+import linecache
 import os
 import re
 import site
@@ -36,6 +39,17 @@ from pathlib import Path
 import coverage  # noqa: F401  (pytest-cov loads these in every run: imported once here)
 import pytest
 import pytest_cov.plugin  # noqa: F401
+from _pytest.config import default_plugins
+
+# What every run does the same way, done once here: import pytest's own plugins, and read
+# the source of the modules loaded (coverage reads its caller's stack, with each frame's
+# source line, whenever it starts).
+for plugin in default_plugins:
+    importlib.import_module(f"_pytest.{plugin}")
+for module in list(sys.modules.values()):
+    if getattr(module, "__file__", None):
+        linecache.getlines(module.__file__)
+inspect.stack()  # fills inspect's cache of which module each file is
 
 HERE = Path(sys.prefix)
 SITE_PACKAGES = sysconfig.get_path("purelib")
@@ -135,6 +149,8 @@ def serve() -> None:
             answer: dict[str, object] = {"refused": why}
         else:
             sys.stdout.flush()
+            # What this process holds is never freed: the child's collections skip it.
+            gc.freeze()
             pid = os.fork()
             if pid == 0:
                 code = 1
