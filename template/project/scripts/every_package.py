@@ -5,20 +5,21 @@
 
     uv run scripts/every_package.py test|typecheck [--jobs N] [PACKAGE ...]
 
-Runs `scripts/ci.py <command> --isolated <package>` (what `make test` and `make typecheck`
-use) for each named package, or every package under src/ when none is named, JOBS at a time
-(default: the machine's CPU count). Each run's output is captured and printed whole when it
-ends: a failure in full, a pass as its last lines. A table of every package's result and
-time comes last; the exit code is 1 when any package failed, 0 otherwise.
+Tests or type-checks each named package, or every package under src/ when none is named,
+JOBS at a time (default: the machine's CPU count), each in its own environment
+(src/<pkg>/.venv, only what it declares) as `scripts/ci.py test|typecheck --isolated <pkg>`
+does. Each run's output is captured and printed whole when it ends: a failure in full, a
+pass as its last lines. A table of every package's result and time comes last; the exit code
+is 1 when any package failed, 0 otherwise.
 
-What makes a warm run cheap, with the same checks:
-- uv runs only for a package whose own environment (src/<pkg>/.venv) is not as
-  `ci.py sync --isolated` last made it (ci.own_environment_current): the lock, a
-  pyproject.toml, the Python pin, uv or the installed packages changed;
-- `test` runs in a forked_pytest.py process per job, which imports pytest and coverage once
-  and forks a child per package that is that package's own `pytest` (its environment's
-  sys.path and interpreter). It refuses a package whose environment differs from the one it
-  imported them from, and that package runs `ci.py test --isolated` as a process instead.
+A warm run costs little more than the tests themselves:
+- `ci.py sync --isolated <pkg>` (uv) runs only when the package's environment is not as it
+  last made it (ci.own_environment_current: the lock, a pyproject.toml, the Python pin, uv or
+  the installed distributions changed);
+- `test` sends each package to a forked_pytest.py process (one per job), which imported
+  pytest and coverage once and forks a child that is that package's own pytest run. When it
+  refuses (the package's environment has another Python, or other builds of what it loaded),
+  the package runs `ci.py test --isolated` as a process instead. `typecheck` always does.
 """
 
 from __future__ import annotations
@@ -64,6 +65,10 @@ def ci_py(*args: str) -> tuple[bool, str]:
     return proc.returncode == 0, proc.stdout
 
 
+class Refused(Exception):
+    """forked_pytest.py could not be the package's own pytest run; the message says why."""
+
+
 class Forked:
     """A forked_pytest.py process, started with the first package environment it is given."""
 
@@ -71,14 +76,13 @@ class Forked:
         self.proc: subprocess.Popen[str] | None = None
         self.folder = tempfile.TemporaryDirectory(prefix="every_package-")
 
-    def test(self, pkg: monorepo.Package) -> tuple[bool, str] | str:
-        """The package's tests, as `ci.py test --isolated` runs them: whether they passed and
-        their output; or why they could not run here."""
+    def test(self, pkg: monorepo.Package) -> tuple[bool, str]:
+        """The package's tests, as `ci.py test --isolated` runs them: whether they passed, and
+        their output. Raises Refused."""
         venv = ci.own_venv(pkg)
         if self.proc is None:
-            python = str(venv / "bin" / "python")
             self.proc = subprocess.Popen(
-                [python, str(SCRIPTS / "forked_pytest.py")],
+                [str(venv / "bin" / "python"), str(SCRIPTS / "forked_pytest.py")],
                 cwd=monorepo.ROOT,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
@@ -98,7 +102,7 @@ class Forked:
             self.close()
             return False, f"forked_pytest.py stopped (exit code {self.proc.returncode})\n"
         if "refused" in answer:
-            return f"forked_pytest.py: {answer['refused']}"
+            raise Refused(answer["refused"])
         shown = ci.command_line("pytest", *args, venv=pkg)
         return answer["exit"] == 0, f"+ {shown}\n{output.read_text(errors='replace')}"
 
@@ -114,7 +118,13 @@ class Runner:
     def __init__(self, command: str, packages: dict[str, monorepo.Package]) -> None:
         self.command, self.packages = command, packages
         self.local = threading.local()
-        self.forked: list[Forked] = []
+        self.started: list[Forked] = []
+
+    def forked(self) -> Forked:
+        if not hasattr(self.local, "forked"):
+            self.local.forked = Forked()
+            self.started.append(self.local.forked)
+        return self.local.forked
 
     def run(self, name: str) -> Result:
         start = time.perf_counter()
@@ -123,21 +133,18 @@ class Runner:
         if not ci.own_environment_current(pkg, self.packages):
             ok, output = ci_py("sync", "--isolated", name)
         if ok and self.command == "test":
-            if not hasattr(self.local, "forked"):
-                self.local.forked = Forked()
-                self.forked.append(self.local.forked)
-            tested = self.local.forked.test(pkg)
-            if isinstance(tested, tuple):
-                ok, more = tested
+            try:
+                ok, more = self.forked().test(pkg)
                 return Result(name, ok, time.perf_counter() - start, output + more)
-            output += f"{tested}; pytest runs as a process of its own\n"
+            except Refused as why:
+                output += f"forked_pytest.py: {why}; pytest runs as a process of its own\n"
         if ok:
             ok, more = ci_py(self.command, "--isolated", name)
             output += more
         return Result(name, ok, time.perf_counter() - start, output)
 
     def close(self) -> None:
-        for forked in self.forked:
+        for forked in self.started:
             forked.close()
 
 

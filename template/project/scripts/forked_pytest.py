@@ -34,17 +34,18 @@ import re
 import site
 import sys
 import sysconfig
+import traceback
 from pathlib import Path
 
+import _pytest.config
 import coverage  # noqa: F401  (pytest-cov loads these in every run: imported once here)
 import pytest
 import pytest_cov.plugin  # noqa: F401
-from _pytest.config import default_plugins
 
-# What every run does the same way, done once here: import pytest's own plugins, and read
-# the source of the modules loaded (coverage reads its caller's stack, with each frame's
-# source line, whenever it starts).
-for plugin in default_plugins:
+# What every run does the same way, done once here: import pytest's own plugins (getattr: a
+# private name, which a later pytest may change), and read the source of the modules loaded
+# (coverage reads its caller's stack, with each frame's source line, whenever it starts).
+for plugin in getattr(_pytest.config, "default_plugins", ()):
     importlib.import_module(f"_pytest.{plugin}")
 for module in list(sys.modules.values()):
     if getattr(module, "__file__", None):
@@ -78,11 +79,15 @@ def dist_infos(site_packages: str | Path) -> dict[str, Path]:
 
 
 def loaded_distributions() -> dict[str, list[str] | None]:
-    """Every distribution this process loaded a module from: its name -> RECORD, None for a
-    module that is neither the standard library's nor an installed distribution's."""
+    """Every distribution this process loaded a module from: its name -> RECORD; None for a
+    module that is neither the standard library's nor an installed distribution's, and for an
+    import hook (a .pth file may install one): no child can be equivalent then."""
     owners = importlib.metadata.packages_distributions()
     found = dist_infos(SITE_PACKAGES)
     loaded: dict[str, list[str] | None] = {}
+    for finder in sys.meta_path:
+        if not getattr(finder, "__module__", "").startswith("_frozen_importlib"):
+            loaded[f"(import hook {finder!r})"] = None
     for name, module in list(sys.modules.items()):
         file = getattr(module, "__file__", None)
         if not file or module is sys.modules["__main__"] or file.startswith(SHARED):
@@ -110,13 +115,14 @@ THIS_INTERPRETER = interpreter(HERE)
 
 def refusal(venv: Path) -> str | None:
     """Why a child could not be the package's own pytest run in `venv`, or None."""
+    shown = os.path.relpath(venv)
     if interpreter(venv) != THIS_INTERPRETER:
-        return f"{venv} has another interpreter"
+        return f"{shown} has another interpreter"
     (site_packages,) = venv.glob("lib/python*/site-packages")
     theirs = dist_infos(site_packages)
     for name, files in LOADED.items():
         if files is None or record(theirs.get(normalize(name))) != files:
-            return f"{venv} does not hold the {name} this process loaded"
+            return f"{shown} does not hold the {name} this process loaded"
     return None
 
 
@@ -156,6 +162,8 @@ def serve() -> None:
                 code = 1
                 try:
                     code = become(venv, request["folder"], request["args"], request["output"])
+                except BaseException:
+                    traceback.print_exc()
                 finally:
                     sys.stdout.flush()
                     sys.stderr.flush()
