@@ -19,7 +19,8 @@ Warm test and baseline run in alternation, ROUNDS times each, and their medians 
 median of three runs.
 `make test` runs with PACKAGES set to every package, which leaves out the deploy scripts'
 tests (tests/deploy/): they are not per-package and the baseline does not run them either.
-The machine (CPU model, cores, load average) is printed first and the load again at the end.
+The machine (CPU model, cores, load average) is printed first, the one-minute load average
+after each size, and the load again at the end.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def main() -> int:
     jobs = [f"JOBS={args.jobs}"] if args.jobs else []
     print(f"machine: {machine()}", flush=True)
     print(f"{'packages':>8} {'cold test':>9} {'warm test':>9} {'baseline':>8} {'ratio':>5} "
-          f"{'cold typecheck':>14} {'warm typecheck':>14}", flush=True)
+          f"{'cold typecheck':>14} {'warm typecheck':>14} {'load (1 min)':>12}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         template = template_clone(Path(tmp))
         for size in args.sizes:
@@ -104,7 +105,7 @@ def main() -> int:
             f = measure(repo, jobs, args.rounds)
             print(f"{size:>8} {f['cold_test']:>9.1f} {f['warm_test']:>9.1f} {f['baseline']:>8.1f} "
                   f"{f['warm_test'] / f['baseline']:>5.2f} {f['cold_typecheck']:>14.1f} "
-                  f"{f['warm_typecheck']:>14.1f}", flush=True)
+                  f"{f['warm_typecheck']:>14.1f} {os.getloadavg()[0]:>12.2f}", flush=True)
             shutil.rmtree(repo)
     print(f"load average at the end: {load()} ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})")
     return 0
