@@ -1,9 +1,10 @@
 """The daily loop: `make test` and `make typecheck` on generated repos.
 
 Every package runs, in parallel (up to JOBS), each in an environment holding only what it
-declares that is kept between runs (`src/<pkg>/.venv`) and made exact from the lock each time;
-every package's result is in one table at the end, and the exit code is non-zero when any
-failed. mypy accepts the test layouts pytest accepts. The figures (cold and warm wall times
+declares that is kept between runs (`src/<pkg>/.venv`) and synced from the lock whenever the
+lock or a pyproject.toml changed (and only then); tests run in a forked pytest process that
+refuses an environment unlike its own, which then runs pytest as a process. Every package's
+result is in one table at the end, and the exit code is non-zero when any failed. mypy accepts the test layouts pytest accepts. The figures (cold and warm wall times
 against one run in the shared venv) are in bench/bench_daily_loop.py, never asserted here.
 """
 
@@ -187,9 +188,11 @@ def site_packages(venv: Path) -> set[str]:
 def test_a_dependency_dropped_from_pyproject_fails_in_the_kept_environment(
     layout: str, make_project: Callable[..., Path]
 ) -> None:
-    """The kept environment follows the lock exactly: a library the package stops declaring
-    is removed from it, so code still importing it fails `make test`. The environment itself
-    is kept (not rebuilt), and the shared layout's .venv is left as it was."""
+    """The kept environment follows the lock exactly: a run with nothing changed calls no uv,
+    a change to the lock alone reaches the environment, and a library the package stops
+    declaring is removed from it, so code still importing it fails `make test`. The
+    environment itself is kept (not rebuilt), and the shared layout's .venv is left as it
+    was."""
     repo = make_project(fresh=True, workspace_layout=layout, deploy_targets=["lambda"])
     pyproject = repo / "src" / INGESTION / "pyproject.toml"
     declared = pyproject.read_text()
