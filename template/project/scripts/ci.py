@@ -55,20 +55,20 @@ STALE_FIX = "Run `make lock` (it relocks every project) and commit the lock file
 
 
 def attempt(
-    *cmd: str, variables: dict[str, str] | None = None, venv: monorepo.Package | None = None
+    *cmd: str, variables: dict[str, str] | None = None, activate: monorepo.Package | None = None
 ) -> tuple[int, bool]:
     """Run a command, with `variables` added to its environment, its output shown as it
-    comes; its exit code, and whether uv found a lock file out of date. With `venv`, the
+    comes; its exit code, and whether uv found a lock file out of date. With `activate`, the
     command runs from that package's folder with its own environment activated."""
     variables = variables or {}
-    print(f"+ {command_line(*cmd, variables=variables, venv=venv)}", flush=True)
+    print(f"+ {command_line(*cmd, variables=variables, activate=activate)}", flush=True)
     # `uv run scripts/ci.py` runs this script in its own environment; the uv commands below
     # must pick each project's environment, not inherit that one.
     env = {key: value for key, value in os.environ.items() if key != "VIRTUAL_ENV"}
     env.update(variables)
-    if venv:
-        env.update(activated(own_venv(venv)))
-    where = venv.path if venv else monorepo.ROOT
+    if activate:
+        env.update(activated(own_venv(activate)))
+    where = activate.path if activate else monorepo.ROOT
     errors = []
     with subprocess.Popen(cmd, cwd=where, env=env, stderr=subprocess.PIPE, text=True) as proc:
         assert proc.stderr is not None
@@ -80,19 +80,20 @@ def attempt(
 
 
 def command_line(
-    *cmd: str, variables: dict[str, str] | None = None, venv: monorepo.Package | None = None
+    *cmd: str, variables: dict[str, str] | None = None, activate: monorepo.Package | None = None
 ) -> str:
     """The command as a shell line to repeat it from the repository's root."""
     shown = shlex.join([*(f"{name}={value}" for name, value in (variables or {}).items()), *cmd])
-    if venv:
-        shown = f"{shlex.join(['cd', f'src/{venv.dir_name}'])} && . .venv/bin/activate && {shown}"
+    if activate:
+        folder = shlex.quote(f"src/{activate.dir_name}")
+        shown = f"cd {folder} && . .venv/bin/activate && {shown}"
     return shown
 
 
 def run(
-    *cmd: str, variables: dict[str, str] | None = None, venv: monorepo.Package | None = None
+    *cmd: str, variables: dict[str, str] | None = None, activate: monorepo.Package | None = None
 ) -> None:
-    returncode, stale = attempt(*cmd, variables=variables, venv=venv)
+    returncode, stale = attempt(*cmd, variables=variables, activate=activate)
     if returncode != 0:
         why = f"a lock file is older than its pyproject.toml. {STALE_FIX}" if stale else "failed"
         sys.exit(f"ci: {shlex.join(cmd)}: {why}")
@@ -116,11 +117,11 @@ def sync(pkg: monorepo.Package) -> None:
         run("uv", "sync", "--locked", "--project", f"src/{pkg.dir_name}")
 
 
-# The package's own environment (`--isolated`): src/<pkg>/.venv, kept between runs.
-# After each `sync --isolated` a digest of what uv made it from, and the distributions it
-# then held, are written into it (STAMP); while both still match, the
-# environment is what uv would make it and no uv command runs. The stamp only decides
-# whether uv runs: delete it (or the .venv) to make the next run call uv.
+# The package's own environment (`--isolated`): src/<pkg>/.venv, kept between runs. After
+# each `sync --isolated` a digest of what uv made it from, and the distributions it then
+# held, are written into it (STAMP); while both still match, the environment is what uv
+# would make it and no uv command runs. The stamp only decides whether uv runs: delete it
+# (or the .venv) to make the next run call uv.
 STAMP = "ci-isolated.stamp"
 
 
@@ -212,7 +213,7 @@ def in_package(pkg: monorepo.Package, *cmd: str, isolated: bool) -> None:
         if not own_environment_current(pkg, packages):
             sync_isolated(pkg, packages)
         # The tool's own script, as `uv run` would start it, with no uv command between.
-        run(*cmd, venv=pkg)
+        run(*cmd, activate=pkg)
     else:
         # --no-sync: the environment `sync` built, not one uv widens on the way.
         run("uv", "run", "--no-sync", "--directory", f"src/{pkg.dir_name}", *cmd)

@@ -103,7 +103,7 @@ class Forked:
             return False, f"forked_pytest.py stopped (exit code {self.proc.returncode})\n"
         if "refused" in answer:
             raise Refused(answer["refused"])
-        shown = ci.command_line("pytest", *args, venv=pkg)
+        shown = ci.command_line("pytest", *args, activate=pkg)
         return answer["exit"] == 0, f"+ {shown}\n{output.read_text(errors='replace')}"
 
     def close(self) -> None:

@@ -140,6 +140,7 @@ def become(venv: Path, folder: str, args: list[str], output: str) -> int:
     sys.prefix = sys.exec_prefix = str(venv)
     sys.executable = str(venv / "bin" / "python")
     sys.argv = [str(venv / "bin" / "pytest"), *args]
+    # As `. .venv/bin/activate` (ci.activated) sets them.
     os.environ["VIRTUAL_ENV"] = str(venv)
     os.environ["PATH"] = f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
     os.chdir(folder)
