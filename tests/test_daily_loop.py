@@ -1,9 +1,10 @@
 """The daily loop: `make test` and `make typecheck` on generated repos.
 
 Every package runs, in parallel (up to JOBS), each in an environment holding only what it
-declares that is kept between runs (`src/<pkg>/.venv`) and made exact from the lock each time;
-every package's result is in one table at the end, and the exit code is non-zero when any
-failed. mypy accepts the test layouts pytest accepts. The figures (cold and warm wall times
+declares that is kept between runs (`src/<pkg>/.venv`) and synced from the lock whenever the
+lock or a pyproject.toml changed (and only then); tests run in a forked pytest process that
+refuses an environment unlike its own, which then runs pytest as a process. Every package's
+result is in one table at the end, and the exit code is non-zero when any failed. mypy accepts the test layouts pytest accepts. The figures (cold and warm wall times
 against one run in the shared venv) are in bench/bench_daily_loop.py, never asserted here.
 """
 
@@ -97,9 +98,10 @@ def test_a_failing_package_does_not_hide_the_others(repo: Path) -> None:
         assert tested.returncode != 0
         assert table(tested.stdout) == {API: "FAILED", COMMON: "ok", INGESTION: "ok"}, tested.stdout
         assert "deliberately broken" in tested.stdout
-        # Each package ran CI's per-package steps in its own environment, not the shared .venv.
-        own = f"+ UV_PROJECT_ENVIRONMENT=src/{API}/.venv uv run --locked --exact --package nt-api"
-        assert own in tested.stdout
+        # The failing package's tests ran in its own environment, not the shared .venv, in the
+        # forked pytest process (no refusal named).
+        own = f"+ cd src/{API} && . .venv/bin/activate && pytest --cov={API}"
+        assert own in tested.stdout and "forked_pytest.py" not in tested.stdout
         # The failing package's whole pytest session; the passing ones as a line or two.
         assert tested.stdout.count("test session starts") == 1, tested.stdout
 
@@ -186,9 +188,11 @@ def site_packages(venv: Path) -> set[str]:
 def test_a_dependency_dropped_from_pyproject_fails_in_the_kept_environment(
     layout: str, make_project: Callable[..., Path]
 ) -> None:
-    """The kept environment follows the lock exactly: a library the package stops declaring
-    is removed from it, so code still importing it fails `make test`. The environment itself
-    is kept (not rebuilt), and the shared layout's .venv is left as it was."""
+    """The kept environment follows the lock exactly: a run with nothing changed calls no uv,
+    a change to the lock alone reaches the environment, and a library the package stops
+    declaring is removed from it, so code still importing it fails `make test`. The
+    environment itself is kept (not rebuilt), and the shared layout's .venv is left as it
+    was."""
     repo = make_project(fresh=True, workspace_layout=layout, deploy_targets=["lambda"])
     pyproject = repo / "src" / INGESTION / "pyproject.toml"
     declared = pyproject.read_text()
@@ -205,6 +209,18 @@ def test_a_dependency_dropped_from_pyproject_fails_in_the_kept_environment(
     assert "attrs" in site_packages(kept)
     (kept / "kept-mark").write_text("")
 
+    # Nothing changed: no uv command runs (the stamp `sync --isolated` writes stays as it was).
+    stamp = kept / "ci-isolated.stamp"
+    synced = stamp.stat().st_mtime_ns
+    make(repo, "test", f"PACKAGES={INGESTION}")
+    assert stamp.stat().st_mtime_ns == synced
+
+    # A change to the lock alone reaches the kept environment: attrs held at an older release.
+    lock_folder = repo if layout == "shared" else repo / "src" / INGESTION
+    run(["uv", "lock", "--upgrade-package", "attrs==23.2.0"], cwd=lock_folder)
+    make(repo, "test", f"PACKAGES={INGESTION}")
+    assert "attrs-23.2.0.dist-info" in site_packages(kept)
+
     pyproject.write_text(declared)
     make(repo, "lock")
     failed = make(repo, "test", f"PACKAGES={INGESTION}", check=False)
@@ -214,6 +230,33 @@ def test_a_dependency_dropped_from_pyproject_fails_in_the_kept_environment(
     assert "attrs" not in site_packages(kept)
     assert (kept / "kept-mark").exists(), "the environment was rebuilt, not kept"
     assert site_packages(repo / ".venv") == shared_venv
+
+
+def sections(output: str) -> dict[str, str]:
+    """Each package's part of a run's output (from its `== <package>: ...` line on)."""
+    parts = re.split(r"^== (\S+): ", output, flags=re.MULTILINE)
+    return dict(zip(parts[1::2], parts[2::2], strict=True))
+
+
+def test_a_package_locked_with_another_pytest_runs_it_as_a_process(
+    make_project: Callable[..., Path],
+) -> None:
+    """Independent layout, one lock per package: nt_ingestion holds pytest below 9 while
+    nt_common locks the newest. With JOBS=1 the forked pytest process starts from nt_common's
+    environment (the first in order) and refuses nt_ingestion's, naming the pytest it loaded;
+    nt_ingestion's tests run as a process of their own, with pytest 8, and both pass."""
+    repo = make_project(fresh=True, workspace_layout="independent", deploy_targets=["lambda"])
+    pyproject = repo / "src" / INGESTION / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('"pytest>=8",', '"pytest>=8,<9",', 1))
+    make(repo, "lock")
+    tested = make(repo, "test", "JOBS=1")
+    assert table(tested.stdout) == {COMMON: "ok", INGESTION: "ok"}, tested.stdout
+    parts = sections(tested.stdout)
+    assert "forked_pytest.py" not in parts[COMMON], tested.stdout
+    refused = "does not hold the pytest this process loaded; pytest runs as a process of its own"
+    assert refused in parts[INGESTION], tested.stdout
+    kept = site_packages(repo / "src" / INGESTION / ".venv")
+    assert any(name.startswith("pytest-8.") for name in kept), kept
 
 
 def test_readmes_document_isolated_one_package_commands(render: Callable[..., Path]) -> None:

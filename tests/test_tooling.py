@@ -263,7 +263,8 @@ def test_pre_commit_passes_then_catches_problems(project: Path, tmp_path: Path) 
 def test_make_targets_run_what_the_ci_jobs_run(project: Path) -> None:
     """make lint and make lock-check are CI's lint and locks jobs, step for step; make
     ci-test is a test job; make test and typecheck call the same ci.py commands, through
-    scripts/every_package.py (which runs `scripts/ci.py <target> --isolated <pkg>` for each)."""
+    scripts/every_package.py (which runs `scripts/ci.py <target> --isolated <pkg>` for each, or
+    for tests the same pytest arguments in its forked pytest process)."""
     assert make_commands(project, "lint") == ci_commands(project, "lint")
     assert make_commands(project, "lock-check") == ci_commands(project, "locks")
     test_job = [step.replace('"$PACKAGE"', "nt_api") for step in ci_commands(project, "test")]
@@ -274,7 +275,8 @@ def test_make_targets_run_what_the_ci_jobs_run(project: Path) -> None:
         one = make_commands(project, target, "PACKAGES=nt_api", "JOBS=1")
         assert one == [f"uv run scripts/every_package.py --jobs 1 {target} nt_api"]
     runner = (project / "scripts/every_package.py").read_text()
-    assert '[sys.executable, str(CI), command, "--isolated", package]' in runner
+    assert 'ci_py(self.command, "--isolated", name)' in runner
+    assert "ci.pytest_arguments(pkg)" in runner
 
 
 def test_make_lint_passes_and_catches_what_ci_lint_catches(project: Path) -> None:

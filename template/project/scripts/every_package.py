@@ -5,27 +5,41 @@
 
     uv run scripts/every_package.py test|typecheck [--jobs N] [PACKAGE ...]
 
-Runs `scripts/ci.py <command> --isolated <package>` (what `make test` and `make typecheck`
-use) for each named package, or every package under src/ when none is named, JOBS at a time
-(default: the machine's CPU count). Each run's output is captured and printed whole when it
-ends: a failure in full, a pass as its last lines. A table of every package's result and
-time comes last; the exit code is 1 when any package failed, 0 otherwise.
+Tests or type-checks each named package, or every package under src/ when none is named,
+JOBS at a time (default: the machine's CPU count), each in its own environment
+(src/<pkg>/.venv, only what it declares) as `scripts/ci.py test|typecheck --isolated <pkg>`
+does. Each run's output is captured and printed whole when it ends: a failure in full, a
+pass as its last lines. A table of every package's result and time comes last; the exit code
+is 1 when any package failed, 0 otherwise.
+
+A warm run costs little more than the tests themselves:
+- `ci.py sync --isolated <pkg>` (uv) runs only when the package's environment is not as it
+  last made it (ci.own_environment_current: the lock, a pyproject.toml, the Python pin, uv or
+  the installed distributions changed);
+- `test` sends each package to a forked_pytest.py process (one per job), which imported
+  pytest and coverage once and forks a child that is that package's own pytest run. When it
+  refuses (the package's environment has another Python, or other builds of what it loaded),
+  the package runs `ci.py test --isolated` as a process instead. `typecheck` always does.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
+import ci
 import monorepo
 
-CI = Path(__file__).resolve().parent / "ci.py"
+SCRIPTS = Path(__file__).resolve().parent
 
 
 @dataclass
@@ -36,28 +50,110 @@ class Result:
     output: str
 
 
-def run_one(command: str, package: str) -> Result:
-    """`scripts/ci.py <command> --isolated <package>`, its output (stdout and stderr in the
-    order written) captured."""
-    start = time.perf_counter()
-    # ci.py needs only the standard library: this interpreter runs it, saving a `uv run`
-    # per package.
+def ci_py(*args: str) -> tuple[bool, str]:
+    """`scripts/ci.py <args>`: whether it passed, and its output (stdout and stderr in the
+    order written)."""
+    # ci.py needs only the standard library: this interpreter runs it, saving a `uv run`.
     proc = subprocess.run(
-        [sys.executable, str(CI), command, "--isolated", package],
+        [sys.executable, str(SCRIPTS / "ci.py"), *args],
         cwd=monorepo.ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         errors="replace",
     )
-    return Result(package, proc.returncode == 0, time.perf_counter() - start, proc.stdout)
+    return proc.returncode == 0, proc.stdout
+
+
+class Refused(Exception):
+    """forked_pytest.py could not be the package's own pytest run; the message says why."""
+
+
+class Forked:
+    """A forked_pytest.py process, started with the first package environment it is given."""
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen[str] | None = None
+        self.folder = tempfile.TemporaryDirectory(prefix="every_package-")
+
+    def test(self, pkg: monorepo.Package) -> tuple[bool, str]:
+        """The package's tests, as `ci.py test --isolated` runs them: whether they passed, and
+        their output. Raises Refused."""
+        venv = ci.own_venv(pkg)
+        if self.proc is None:
+            self.proc = subprocess.Popen(
+                [str(venv / "bin" / "python"), str(SCRIPTS / "forked_pytest.py")],
+                cwd=monorepo.ROOT,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        args = ci.pytest_arguments(pkg)
+        output = Path(self.folder.name) / pkg.dir_name
+        request = {"venv": str(venv), "folder": str(pkg.path), "args": args, "output": str(output)}
+        try:
+            self.proc.stdin.write(json.dumps(request) + "\n")
+            self.proc.stdin.flush()
+            answer = json.loads(self.proc.stdout.readline() or "{}")
+        except OSError:
+            answer = {}
+        if not answer:  # Ctrl-C, or it crashed (its error is on the terminal): no retry
+            self.close()
+            return False, f"forked_pytest.py stopped (exit code {self.proc.returncode})\n"
+        if "refused" in answer:
+            raise Refused(answer["refused"])
+        shown = ci.command_line("pytest", *args, activate=pkg)
+        return answer["exit"] == 0, f"+ {shown}\n{output.read_text(errors='replace')}"
+
+    def close(self) -> None:
+        if self.proc and self.proc.returncode is None:
+            self.proc.communicate()  # closes its stdin: it ends
+        self.folder.cleanup()
+
+
+class Runner:
+    """Runs one command for a package; one Forked process per thread of the pool."""
+
+    def __init__(self, command: str, packages: dict[str, monorepo.Package]) -> None:
+        self.command, self.packages = command, packages
+        self.local = threading.local()
+        self.started: list[Forked] = []
+
+    def forked(self) -> Forked:
+        if not hasattr(self.local, "forked"):
+            self.local.forked = Forked()
+            self.started.append(self.local.forked)
+        return self.local.forked
+
+    def run(self, name: str) -> Result:
+        start = time.perf_counter()
+        pkg = self.packages[name]
+        ok, output = True, ""
+        if not ci.own_environment_current(pkg, self.packages):
+            ok, output = ci_py("sync", "--isolated", name)
+        if ok and self.command == "test":
+            try:
+                ok, more = self.forked().test(pkg)
+                return Result(name, ok, time.perf_counter() - start, output + more)
+            except Refused as why:
+                output += f"forked_pytest.py: {why}; pytest runs as a process of its own\n"
+        if ok:
+            ok, more = ci_py(self.command, "--isolated", name)
+            output += more
+        return Result(name, ok, time.perf_counter() - start, output)
+
+    def close(self) -> None:
+        for forked in self.started:
+            forked.close()
 
 
 def brief(output: str) -> list[str]:
-    """What a passing run is shown as: its coverage figure, if any, and its last line
-    (pytest's "N passed in ...", mypy's "Success: ...")."""
+    """What a passing run is shown as: why pytest ran as a process of its own, if it did, its
+    coverage figure, if any, and its last line (pytest's "N passed in ...", mypy's "Success:
+    ...")."""
     lines = [line for line in output.splitlines() if line.strip()]
-    shown = [line for line in lines[:-1] if "Total coverage" in line]
+    shown = [line for line in lines[:-1] if "Total coverage" in line or "forked_pytest.py" in line]
     return shown + lines[-1:]
 
 
@@ -106,17 +202,22 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     start = time.perf_counter()
     results = []
-    with ThreadPoolExecutor(max_workers=min(args.jobs, len(packages))) as pool:
-        futures = [pool.submit(run_one, args.command, name) for name in packages]
-        try:
-            for future in as_completed(futures):
-                results.append(future.result())
-                report(results[-1])
-        except KeyboardInterrupt:
-            # The runs in progress got the terminal's Ctrl-C too; start no new one.
-            pool.shutdown(wait=True, cancel_futures=True)
-            return 130
-    print(table(args.command, results, min(args.jobs, len(packages)), time.perf_counter() - start))
+    runner = Runner(args.command, known)
+    jobs = min(args.jobs, len(packages))
+    try:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            futures = [pool.submit(runner.run, name) for name in packages]
+            try:
+                for future in as_completed(futures):
+                    results.append(future.result())
+                    report(results[-1])
+            except KeyboardInterrupt:
+                # The runs in progress got the terminal's Ctrl-C too; start no new one.
+                pool.shutdown(wait=True, cancel_futures=True)
+                return 130
+    finally:
+        runner.close()
+    print(table(args.command, results, jobs, time.perf_counter() - start))
     return 0 if all(r.ok for r in results) else 1
 
 
