@@ -124,12 +124,17 @@ def resources(template: dict[str, Any], kind: str) -> list[dict[str, Any]]:
     return [r["Properties"] for r in template["Resources"].values() if r["Type"] == kind]
 
 
+# The combination left exactly as generated: infra/cdk.json untouched, the repository CD runs
+# in given at deploy time (the foundation stack's parameter GitHubRepository), as README's
+# "First deploy" does. The others name it in infra/cdk.json, the other way README gives.
+AS_GENERATED = "both-shared"
+
+
 def set_context(repo: Path, **context: Any) -> None:
-    """What README's "First deploy" has a team do once: name the repo CD runs in (and any
-    other setting of infra/cdk.json)."""
+    """Settings of infra/cdk.json a team may change (the repository CD runs in, subnets)."""
     cdk_json = repo / "infra" / "cdk.json"
     config = json.loads(cdk_json.read_text())
-    config["context"].update(github_repository=GITHUB_REPOSITORY, **context)
+    config["context"].update(**context)
     cdk_json.write_text(json.dumps(config, indent=2) + "\n")
 
 
@@ -153,8 +158,9 @@ def synthesize(
         for package, table in tables.items():
             with (repo / "src" / package / "pyproject.toml").open("a") as pyproject:
                 pyproject.write("\n" + table)
-        set_context(repo, **context)
-        commit_all(repo, "CD runs in acme/monorepo")
+        if name != AS_GENERATED:
+            set_context(repo, github_repository=GITHUB_REPOSITORY, **context)
+            commit_all(repo, "CD runs in acme/monorepo")
         run(["make", "synth"], cwd=repo)
         _SYNTHESIZED[name] = Synthesized(name, answers, repo)
     return _SYNTHESIZED[name]
@@ -319,6 +325,8 @@ def test_make_deploy_into_moto_then_read_back(synthesized: Synthesized, moto_ser
         for job in synthesized.jobs
         for name, value in (("RuntimeImageTag", RUNTIME_TAG), ("PackageSha256", TARBALL_SHA256))
     ]
+    if synthesized.name == AS_GENERATED:
+        parameters.append(f"{stack('foundation')}:GitHubRepository={GITHUB_REPOSITORY}")
     deploy = ["make", "deploy", "APPROVAL=never", f"PARAMETERS={' '.join(parameters)}"]
     run(deploy, cwd=synthesized.repo, env=env)
 

@@ -44,14 +44,7 @@ def build(context: dict[str, Any] | None = None, outdir: str | None = None) -> c
     env = cdk.Environment(region=settings.region)
     synthesizer = cdk.LegacyStackSynthesizer
     packages = deployables()
-    if settings.github_repository:
-        FoundationStack(app, settings, packages, env=env, synthesizer=synthesizer())
-    else:
-        print(
-            f'app: {settings.foundation_stack} left out: set "github_repository" '
-            "(owner/name, the repo CD runs in) in infra/cdk.json",
-            file=sys.stderr,
-        )
+    FoundationStack(app, settings, packages, env=env, synthesizer=synthesizer())
     python = python_version()
     for package in packages:
         if package.kind == "lambda":

@@ -20,6 +20,7 @@ from constructs import Construct
 from stacks.repo import ConfigError, Deployable, Settings, iam_document
 
 GITHUB_OIDC_URL = "https://token.actions.githubusercontent.com"
+GITHUB_REPOSITORY_PATTERN = r"[\w.-]+/[\w.-]+"
 # Untagged images are what a push leaves behind (a tag moved off them never happens: the
 # repositories are tag-immutable); released images are all tagged and kept.
 UNTAGGED_IMAGE_DAYS = 7
@@ -32,10 +33,6 @@ class FoundationStack(cdk.Stack):
         self, scope: Construct, settings: Settings, packages: list[Deployable], **kwargs: Any
     ) -> None:
         super().__init__(scope, settings.foundation_stack, **kwargs)
-        if not settings.github_repository:
-            raise ConfigError(
-                'the foundation stack needs "github_repository" (owner/name) in infra/cdk.json'
-            )
         # A repo with the ecs target has the bucket's name in infra/cdk.json, jobs or not.
         has_ecs = bool(settings.artifacts_bucket) or any(p.kind == "ecs" for p in packages)
         if has_ecs:
@@ -124,10 +121,26 @@ class FoundationStack(cdk.Stack):
             )
         )
 
+    def _github_repository(self, settings: Settings) -> str:
+        """owner/name of the repository CD runs in: infra/cdk.json's `github_repository`, or
+        else the stack parameter GitHubRepository, given at the first deploy (`make deploy
+        PARAMETERS=<stack>:GitHubRepository=owner/name`; later deploys keep it), so the stacks
+        synthesize and lint from the answers alone."""
+        if settings.github_repository:
+            return settings.github_repository
+        return cdk.CfnParameter(
+            self,
+            "GitHubRepository",
+            type="String",
+            allowed_pattern=GITHUB_REPOSITORY_PATTERN,
+            description="owner/name of the GitHub repository whose release environment CD runs in",
+        ).value_as_string
+
     def _cd_role(self, settings: Settings) -> None:
+        repository = self._github_repository(settings)
         values = {
             "AWS_ACCOUNT_ID": self.account,
-            "GITHUB_REPOSITORY": settings.github_repository,
+            "GITHUB_REPOSITORY": repository,
             "ECR_REPOSITORY_PREFIX": settings.ecr_repository_prefix,
         }
         trust = iam_document("github-oidc-trust-policy.json", **values)
@@ -137,7 +150,7 @@ class FoundationStack(cdk.Stack):
             "CdRole",
             role_name=f"{settings.project}-cd",
             path=settings.role_path,
-            description=f"CD of {settings.github_repository} (GitHub environment release)",
+            description=f"CD of {repository} (GitHub environment release)",
             assume_role_policy_document=trust,
             policies=[iam.CfnRole.PolicyProperty(policy_name="cd", policy_document=permissions)],
         )

@@ -12,7 +12,8 @@ Context (infra/cdk.json, `"context"`; `-c key=value` overrides one for a run):
   task cannot reach ECR and S3.
 - ecr_repository_prefix: put before every ECR repository name (CD's ECR_REPOSITORY_PREFIX).
 - github_repository: `owner/name`, the only repository whose `release` environment may assume
-  the CD role. Needed by the foundation stack only: without it that stack is left out.
+  the CD role. Left blank, the foundation stack asks for it as its parameter GitHubRepository
+  at the first deploy instead.
 - github_oidc_provider_arn: an account has one GitHub OIDC provider; name an existing one here
   and the foundation stack uses it instead of creating it.
 - log_retention_days: how long function and task logs are kept.

@@ -153,13 +153,20 @@ def test_foundation_holds_the_documented_policies(templates: dict[str, Template]
         template.has_output("ClusterName", {})
 
 
-def test_without_github_repository_the_foundation_is_left_out(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_without_github_repository_the_foundation_asks_for_it(tmp_path: Path) -> None:
+    """Left blank in infra/cdk.json, the repository is the stack parameter GitHubRepository,
+    and the CD role's trust names whatever it is given."""
     app = build({"github_repository": ""}, outdir=str(tmp_path))
-    names = {child.stack_name for child in app.node.children if isinstance(child, Stack)}
-    assert monorepo.stack_name(PROJECT, monorepo.FOUNDATION) not in names
-    assert '"github_repository"' in capsys.readouterr().err
+    foundation = next(
+        child
+        for child in app.node.children
+        if isinstance(child, Stack)
+        and child.stack_name == monorepo.stack_name(PROJECT, monorepo.FOUNDATION)
+    )
+    template = Template.from_stack(foundation)
+    template.has_parameter("GitHubRepository", {"Type": "String"})
+    trust = json.dumps(template.find_resources("AWS::IAM::Role"))
+    assert '{"Ref": "GitHubRepository"}' in trust
 
 
 @pytest.mark.parametrize("package", JOBS, ids=lambda p: p.name)
