@@ -99,6 +99,13 @@ def test_cd_releases_only_commits_on_main(repo_with_branches) -> None:
         (result,), _ = gha.run_job(repo, workflow, "plan")
         assert result.returncode == expected, result.output
     assert "is not a commit on main" in result.output
-    # Every job that builds or holds credentials waits for this check.
+    # Every job that builds or holds credentials waits for this check (deploy: for the
+    # artifact jobs too), and runs only if it passed.
     cd = gha.load(repo / ".github" / "workflows" / "cd.yml")
-    assert all(job.get("needs") == "plan" for name, job in cd["jobs"].items() if name != "plan")
+    for name, job in cd["jobs"].items():
+        if name == "plan":
+            continue
+        needs = job.get("needs")
+        assert needs == "plan" or "plan" in needs, name
+        if needs != "plan":
+            assert "needs.plan.result == 'success'" in job["if"], name
