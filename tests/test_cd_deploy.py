@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import string
 import subprocess
 import sys
 import uuid
@@ -56,7 +55,8 @@ import gha
 import pytest
 from conftest import aws_env, boto_credentials, copy_template, moto_iam_server, run
 from gitrepo import commit_all, git
-from test_iam import PLACEHOLDERS, decision
+from test_iam import PLACEHOLDERS, decision, user_with
+from test_iam import policy as iam_policy
 from venv_tarballs import sha256, venv_tarball
 
 PROJECT = "my-monorepo"
@@ -193,8 +193,7 @@ def stacks(repo: Path, moto: dict[str, str], released: dict) -> None:
 
 
 def policy(repo: Path) -> dict:
-    text = (repo / "deploy" / "iam" / "cd-role-policy.json").read_text()
-    return json.loads(string.Template(text).substitute(PLACEHOLDERS))
+    return iam_policy(repo, "cd-role-policy.json")
 
 
 def for_moto(document: dict) -> dict:
@@ -213,20 +212,6 @@ def for_moto(document: dict) -> dict:
         return statement
 
     return {**document, "Statement": [widened(st) for st in document["Statement"]]}
-
-
-def user_with(admin: dict[str, str], document: dict) -> dict[str, str]:
-    """Credentials of a new IAM user holding exactly `document` (the role's stand-in)."""
-    iam = client(admin, "iam")
-    name = f"cd-{uuid.uuid4().hex[:8]}"
-    iam.create_user(UserName=name)
-    iam.put_user_policy(UserName=name, PolicyName="cd", PolicyDocument=json.dumps(document))
-    key = iam.create_access_key(UserName=name)["AccessKey"]
-    return {
-        **admin,
-        "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
-        "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
-    }
 
 
 @pytest.fixture(scope="module")
